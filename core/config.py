@@ -1,0 +1,414 @@
+"""Load the settings once: built-in defaults < ``config.yaml`` < environment < command-line flags.
+
+The result is one validated, frozen :class:`Settings` object. Unknown keys are errors that name the key
+and the nearest valid one; secrets (tokens, passwords) are never read from the YAML file, only from the
+environment or from a file named in it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from core.errors import ConfigError
+
+__all__ = [
+    "ENV_VARS",
+    "DataSettings",
+    "EvaluationSettings",
+    "InfluxSettings",
+    "LoggingSettings",
+    "ModelSettings",
+    "MonitoringSettings",
+    "PrometheusSettings",
+    "ScoringSettings",
+    "Settings",
+    "SimulatorSettings",
+    "SpoolSettings",
+    "TelemetrySettings",
+    "load_settings",
+]
+
+
+def _check_zone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(
+            f"unknown time zone {value!r}; use an IANA name such as 'UTC' or 'Europe/Berlin'"
+        ) from exc
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class DataSettings(_Section):
+    """How input CSV files are read and cleaned."""
+
+    timestamp_column: str = "timestamp"
+    value_column: str = "auto"
+    unit: Literal["auto", "fraction", "percent", "raw"] = "auto"
+    timezone: str = "UTC"
+    duplicate_policy: Literal["last", "first", "mean"] = "last"
+    gap_factor: float = Field(3.0, gt=1.0)
+    min_rows: int = Field(288, ge=10)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+
+class ModelSettings(_Section):
+    """The Prophet model fitted per series and the band precomputed from it."""
+
+    kind: Literal["prophet", "profile"] = "prophet"
+    fallback: bool = True
+    daily_seasonality: bool = True
+    weekly_seasonality: bool = True
+    yearly_seasonality: bool = False
+    weekend_daily_seasonality: bool = True
+    daily_fourier_order: int = Field(8, ge=1, le=50)
+    seasonality_mode: Literal["additive", "multiplicative"] = "additive"
+    changepoint_prior_scale: float = Field(0.05, gt=0, le=10)
+    seasonality_prior_scale: float = Field(10.0, gt=0, le=100)
+    interval_width: float = Field(0.95, gt=0, lt=1)
+    uncertainty_samples: int = Field(1000, ge=0, le=10000)
+    train_ratio: float = Field(0.8, gt=0, le=1)
+    horizon_days: float = Field(7.0, gt=0, le=90)
+    band_step_seconds: int | None = Field(None, ge=1)
+    seasonality_timezone: str = "UTC"
+    max_train_rows: int = Field(20000, ge=100)
+    clip_to_unit_range: bool = True
+
+    @field_validator("seasonality_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _check_zone(value)
+
+
+class SeverityCuts(_Section):
+    """Score cut points: LOW above 1 (the band edge), then MEDIUM, HIGH, CRITICAL."""
+
+    medium: float = Field(1.5, gt=1)
+    high: float = Field(2.0, gt=1)
+    critical: float = Field(3.0, gt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SeverityCuts:
+        if not (self.medium < self.high < self.critical):
+            raise ValueError(
+                f"severity cuts must increase: medium {self.medium} < high {self.high} "
+                f"< critical {self.critical}"
+            )
+        return self
+
+
+class ScoringSettings(_Section):
+    """Turn a value and its band into an anomaly score and a decision."""
+
+    threshold_multiplier: float = Field(1.0, gt=0, le=100)
+    direction: Literal["both", "above", "below"] = "both"
+    min_deviation: float = Field(0.0, ge=0)
+    severity: SeverityCuts = Field(default_factory=SeverityCuts)
+
+
+class MonitoringSettings(_Section):
+    """The long-running monitor loop."""
+
+    interval_seconds: float = Field(60.0, gt=0, le=86400)
+    source: Literal["auto", "prometheus", "simulator"] = "auto"
+    fallback_to_simulator: bool = True
+    refit_interval_hours: float = Field(24.0, ge=0)
+    refit_history_days: float = Field(14.0, gt=0)
+    max_catchup_hours: float = Field(24.0, ge=0)
+    logs_dir: str = "logs"
+
+
+class PrometheusSettings(_Section):
+    """Where live values come from; the URL may also come from ``PROMETHEUS_URL``."""
+
+    url: str | None = None
+    query: str = '100 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])) * 100'
+    host_label: str = "instance"
+    timeout_seconds: float = Field(5.0, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    verify_tls: bool = True
+    ca_file: str | None = None
+    bearer_token_file: str | None = None
+
+
+class InfluxSettings(_Section):
+    """The InfluxDB sink (2.x through the v2 API, or 1.x through ``/write``); off unless a URL is set."""
+
+    url: str | None = None
+    api: Literal["v2", "v1"] = "v2"
+    org: str = "anomaly"
+    bucket: str = "anomaly"
+    token_file: str | None = None
+    database: str = "anomaly"
+    retention_policy: str | None = None
+    username: str | None = None
+    batch_size: int = Field(5000, ge=1, le=100000)
+    flush_interval_seconds: float = Field(1.0, gt=0)
+    timeout_seconds: float = Field(10.0, gt=0)
+    max_backoff_seconds: float = Field(30.0, gt=0)
+    verify_tls: bool = True
+    token: SecretStr | None = Field(None, exclude=True)
+    password: SecretStr | None = Field(None, exclude=True)
+
+    @property
+    def enabled(self) -> bool:
+        """Return whether results are written to InfluxDB at all."""
+        return bool(self.url)
+
+
+class SpoolSettings(_Section):
+    """The write-ahead spool (``logs/metrics.jsonl`` segments) that makes the database writes lossless."""
+
+    segment_bytes: int = Field(32 * 1024 * 1024, ge=4096)
+    max_bytes: int = Field(512 * 1024 * 1024, ge=8192)
+    fsync: bool = True
+
+
+class SimulatorSettings(_Section):
+    """The built-in CPU simulator used when no Prometheus is configured."""
+
+    series: int = Field(1, ge=1, le=10000)
+    seed: int = 42
+    noise: float = Field(2.0, ge=0)
+    anomaly_rate: float = Field(0.002, ge=0, le=1)
+
+
+class TelemetrySettings(_Section):
+    """The daemon's own ``/metrics`` and ``/healthz`` endpoint."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9108, ge=0, le=65535)
+
+
+class LoggingSettings(_Section):
+    """Terminal and file logging."""
+
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    rotation: str = "10 MB"
+    retention: int = Field(5, ge=1)
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class EvaluationSettings(_Section):
+    """Detection-quality measurement: injected anomalies and the threshold sweep."""
+
+    seed: int = 42
+    anomalies_per_kind: int = Field(3, ge=1, le=100)
+    kinds: tuple[Literal["spike", "dip", "level_shift", "drift", "flatline", "dropout"], ...] = (
+        "spike",
+        "dip",
+        "level_shift",
+        "drift",
+        "flatline",
+        "dropout",
+    )
+    threshold_grid: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
+
+
+class Settings(_Section):
+    """Every tunable of the daemon, validated and frozen."""
+
+    data: DataSettings = Field(default_factory=DataSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    scoring: ScoringSettings = Field(default_factory=ScoringSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
+    influxdb: InfluxSettings = Field(default_factory=InfluxSettings)
+    spool: SpoolSettings = Field(default_factory=SpoolSettings)
+    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+
+    def model_hash(self) -> str:
+        """Return a short, stable hash of everything that changes what a trained model is."""
+        payload = {"data": self.data.model_dump(mode="json"), "model": self.model.model_dump(mode="json")}
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return f"sha256:{digest[:16]}"
+
+    def redacted(self) -> dict[str, Any]:
+        """Return the settings as plain data with no secret in it (safe for logs and reports)."""
+        return self.model_dump(mode="json")
+
+
+# Environment variable -> dotted setting. Secrets are handled separately (SECRET_ENV).
+ENV_VARS: dict[str, str] = {
+    "PROMETHEUS_URL": "prometheus.url",
+    "PROMETHEUS_QUERY": "prometheus.query",
+    "INFLUXDB_URL": "influxdb.url",
+    "INFLUXDB_API": "influxdb.api",
+    "INFLUXDB_ORG": "influxdb.org",
+    "INFLUXDB_BUCKET": "influxdb.bucket",
+    "INFLUXDB_DATABASE": "influxdb.database",
+    "INFLUXDB_RETENTION_POLICY": "influxdb.retention_policy",
+    "INFLUXDB_USERNAME": "influxdb.username",
+    "INFLUXDB_TOKEN_FILE": "influxdb.token_file",
+    "MONITORING_INTERVAL": "monitoring.interval_seconds",
+    "MONITORING_SOURCE": "monitoring.source",
+    "LOGS_DIR": "monitoring.logs_dir",
+    "LOG_LEVEL": "logging.level",
+    "TELEMETRY_PORT": "telemetry.port",
+    "TELEMETRY_HOST": "telemetry.host",
+}
+SECRET_ENV = {"INFLUXDB_TOKEN": "influxdb.token", "INFLUXDB_PASSWORD": "influxdb.password"}
+_SECRET_KEYS = {("influxdb", "token"), ("influxdb", "password"), ("prometheus", "bearer_token")}
+
+
+def load_settings(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    required: bool = False,
+) -> Settings:
+    """Build the settings from defaults, a YAML file, the environment and flag overrides (dotted keys).
+
+    A missing file is an error when ``required`` (the user named it), otherwise the defaults are used.
+    """
+    env = os.environ if env is None else env
+    source = str(path) if path is not None else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        file = Path(path)
+        if file.is_file():
+            data = _read_yaml(file)
+        elif required:
+            raise ConfigError(f"{file}: config file not found; pass an existing file with --config")
+    _reject_secrets(data, source)
+    for var, dotted in ENV_VARS.items():
+        if env.get(var, "") != "":
+            _set_dotted(data, dotted, env[var])
+    token_file = _dig(data, "influxdb.token_file")
+    token = env.get("INFLUXDB_TOKEN") or (_read_secret_file(token_file) if token_file else None)
+    if token:
+        _set_dotted(data, "influxdb.token", token)
+    if env.get("INFLUXDB_PASSWORD"):
+        _set_dotted(data, "influxdb.password", env["INFLUXDB_PASSWORD"])
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source)) from exc
+
+
+def _read_yaml(file: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{file}{where}: {problem}; fix the YAML syntax") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read config file ({exc})") from exc
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{file}: top level must be a mapping of sections (data, model, ...)")
+    return loaded
+
+
+def _read_secret_file(name: str) -> str:
+    try:
+        return Path(name).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"influxdb.token_file: cannot read {name!r} ({exc.strerror})") from exc
+
+
+def _reject_secrets(data: Mapping[str, Any], source: str) -> None:
+    for section, key in _SECRET_KEYS:
+        part = data.get(section)
+        if isinstance(part, Mapping) and key in part:
+            env_name = f"{section.upper()}_{key.upper()}"
+            raise ConfigError(
+                f"{source}: {section}.{key}: secrets are not read from the config file; "
+                f"set {env_name} in the environment or name a file in {section}.{key}_file"
+            )
+
+
+def _dig(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe(exc: ValidationError, source: str) -> str:
+    """Turn pydantic's report into one line naming the key, the bad value and the fix."""
+    messages = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        key = ".".join(loc)
+        if error["type"] == "extra_forbidden":
+            messages.append(f"{key}: unknown key{_suggest(loc)}")
+        elif error["type"] == "missing":
+            messages.append(f"{key}: required")
+        else:
+            value = error.get("input")
+            shown = "" if isinstance(value, dict) else f" {value!r}"
+            msg = str(error["msg"]).removeprefix("Value error, ")
+            messages.append(f"{key}:{shown} is invalid ({msg})")
+    return f"{source}: " + "; ".join(messages)
+
+
+def _suggest(loc: list[str]) -> str:
+    model: type[BaseModel] = Settings
+    for part in loc[:-1]:
+        field = model.model_fields.get(part)
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        model = annotation
+    valid = list(model.model_fields)
+    close = difflib.get_close_matches(loc[-1], valid, n=1)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    return f"; valid keys here: {', '.join(valid)}"
