@@ -1,0 +1,190 @@
+"""A deterministic CPU-usage simulator: daily and weekly patterns, realistic noise, injectable anomalies.
+
+The same profiles generate the shipped sample ``dataset.csv`` (``scripts/make_dataset.py``) and feed the
+monitor when no Prometheus is configured, so a model trained on the sample fits the simulator.
+Values are pure functions of (series, timestamp, seed): a restarted simulator re-creates exactly the
+same points, which keeps catch-up after a restart idempotent.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["PROFILES", "Anomaly", "CpuProfile", "SimulatorSource", "anomaly_effect", "simulate"]
+
+DAY = 86400.0
+WEEK = 7 * DAY
+
+
+@dataclass(frozen=True)
+class CpuProfile:
+    """The shape of one kind of host: base load, business-hours swing, nightly batch, weekend factor."""
+
+    name: str
+    base: float
+    day_swing: float
+    peak_hour: float
+    batch_height: float
+    batch_hour: float
+    weekend_factor: float
+    noise: float
+
+
+PROFILES = {
+    "web": CpuProfile(
+        "web",
+        base=22.0,
+        day_swing=30.0,
+        peak_hour=14.0,
+        batch_height=4.0,
+        batch_hour=3.0,
+        weekend_factor=0.45,
+        noise=2.5,
+    ),
+    "db": CpuProfile(
+        "db",
+        base=30.0,
+        day_swing=14.0,
+        peak_hour=11.0,
+        batch_height=28.0,
+        batch_hour=2.0,
+        weekend_factor=0.8,
+        noise=2.0,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """An injected incident: kind, start (epoch s), duration (s) and magnitude (percentage points)."""
+
+    kind: str
+    start: float
+    duration: float
+    magnitude: float
+
+
+def _pattern(profile: CpuProfile, t: np.ndarray) -> np.ndarray:
+    hour = (t % DAY) / 3600.0
+    weekday = ((t // DAY) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
+    weekend = weekday >= 5
+    # A smooth business-day hump (a raised cosine around peak_hour, 10 h wide at half height).
+    dist = np.abs(((hour - profile.peak_hour + 12) % 24) - 12)
+    hump = np.where(dist < 9, 0.5 * (1 + np.cos(np.pi * dist / 9)), 0.0)
+    swing = profile.day_swing * hump * np.where(weekend, profile.weekend_factor, 1.0)
+    bdist = np.abs(((hour - profile.batch_hour + 12) % 24) - 12)
+    batch = profile.batch_height * np.exp(-0.5 * (bdist / 0.6) ** 2)
+    return profile.base + swing + batch
+
+
+def _noise(key: str, t: np.ndarray, seed: int, scale: float) -> np.ndarray:
+    """Smooth-ish noise that depends only on (key, timestamp, seed): hashed white noise, lightly mixed."""
+    digest = hashlib.sha256(f"{key}:{seed}".encode()).digest()
+    salt = np.uint64(int.from_bytes(digest[:8], "little"))
+    slots = np.floor(t / 60.0).astype(np.int64).astype(np.uint64)
+
+    def white(s: np.ndarray) -> np.ndarray:
+        x = s * np.uint64(0x9E3779B97F4A7C15) ^ salt
+        x ^= x >> np.uint64(33)
+        x *= np.uint64(0xFF51AFD7ED558CCD)
+        x ^= x >> np.uint64(33)
+        u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+        return np.sqrt(-2 * np.log(np.clip(u, 1e-12, 1.0))) * np.cos(
+            2 * np.pi * ((x & np.uint64(0xFFFF)) / 65536.0)
+        )
+
+    with np.errstate(over="ignore"):
+        mixed = 0.6 * white(slots) + 0.35 * white(slots - np.uint64(5)) + 0.25 * white(slots - np.uint64(15))
+    return scale * mixed / np.sqrt(0.6**2 + 0.35**2 + 0.25**2)
+
+
+def anomaly_effect(values: np.ndarray, t: np.ndarray, anomalies: list[Anomaly]) -> np.ndarray:
+    """Apply incidents to values at epoch seconds ``t``: spike, dip, level_shift, drift, flatline, dropout."""
+    out = values.copy()
+    for a in anomalies:
+        inside = (t >= a.start) & (t < a.start + a.duration)
+        if not inside.any():
+            continue
+        if a.kind == "spike":
+            out[inside] += a.magnitude
+        elif a.kind == "dip":
+            out[inside] -= a.magnitude
+        elif a.kind == "level_shift":
+            out[inside] += a.magnitude
+        elif a.kind == "drift":
+            out[inside] += a.magnitude * (t[inside] - a.start) / a.duration
+        elif a.kind == "flatline":
+            first = int(np.argmax(inside))
+            out[inside] = out[first]
+        elif a.kind == "dropout":
+            out[inside] = 0.0
+        else:
+            raise ValueError(f"unknown anomaly kind {a.kind!r}")
+    return out
+
+
+def simulate(
+    profile: CpuProfile | str,
+    t: np.ndarray,
+    *,
+    key: str = "sim",
+    seed: int = 42,
+    noise: float | None = None,
+    anomalies: list[Anomaly] | None = None,
+) -> np.ndarray:
+    """Return CPU usage (percent, clipped to 0-100) of ``profile`` at epoch seconds ``t``."""
+    prof = PROFILES[profile] if isinstance(profile, str) else profile
+    t = np.asarray(t, dtype=np.float64)
+    scale = prof.noise if noise is None else noise
+    values = _pattern(prof, t) + _noise(key, t, seed, scale)
+    if anomalies:
+        values = anomaly_effect(values, t, anomalies)
+    return np.clip(values, 0.0, 100.0)
+
+
+class SimulatorSource:
+    """A metrics source that simulates ``n`` hosts; points are on the interval grid, pure in time."""
+
+    name = "simulator"
+
+    def __init__(
+        self,
+        series: int = 1,
+        *,
+        seed: int = 42,
+        noise: float = 2.0,
+        anomaly_rate: float = 0.0,
+        anomalies: dict[str, list[Anomaly]] | None = None,
+    ) -> None:
+        kinds = list(PROFILES)
+        self.hosts = [
+            (f"{kinds[i % len(kinds)]}-{i // len(kinds) + 1:02d}", kinds[i % len(kinds)])
+            for i in range(series)
+        ]
+        self.seed = seed
+        self.noise = noise
+        self.anomaly_rate = anomaly_rate
+        self.anomalies = anomalies or {}
+
+    def values(self, host: str, profile: str, t: np.ndarray) -> np.ndarray:
+        """Return the simulated values of one host at epoch seconds ``t`` (grid-aligned by the caller)."""
+        scale = PROFILES[profile].noise * self.noise / 2.0
+        values = simulate(
+            profile, t, key=host, seed=self.seed, noise=scale, anomalies=self.anomalies.get(host)
+        )
+        if self.anomaly_rate > 0:
+            values = self._random_incidents(host, t, values)
+        return values
+
+    def _random_incidents(self, host: str, t: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Spikes that start at grid slots chosen by a hash of (host, slot), so they are reproducible."""
+        slot = np.floor(t / 300.0).astype(np.int64)
+        digest = int.from_bytes(hashlib.sha256(f"{host}:{self.seed}:spikes".encode()).digest()[:4], "little")
+        h = (slot * 2654435761 + digest) % 1_000_003
+        hit = h < self.anomaly_rate * 1_000_003
+        out = values.copy()
+        out[hit] = np.minimum(100.0, out[hit] + 35.0)
+        return out
