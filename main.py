@@ -1,0 +1,177 @@
+"""Command line of the anomaly detector: ``python main.py --mode train|monitor|evaluate``.
+
+This is the only place that parses flags, configures logging and builds concrete objects; each mode
+calls one function of ``core``. Output: progress lines on stdout, and on failure exactly one line
+``error: ...`` on stderr with the exit code below (never a traceback; details go to the log file).
+
+Exit codes: 0 success, 1 internal error (a bug: see logs/application.log), 2 bad input (flags, config,
+data), 3 model artifact missing or unusable, 4 metrics source unavailable, 5 results store unusable,
+130 interrupted before a clean stop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn
+
+DEFAULT_MODEL_NAME = "cpu_anomaly_model.json"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """Print one line and exit 2 instead of argparse's usage block."""
+        self.exit(2, f"error: {message} (see python main.py --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the argument parser (flags override config.yaml, which overrides built-in defaults)."""
+    p = _Parser(
+        prog="main.py",
+        description="Prophet-based anomaly detection for infrastructure metrics.",
+        epilog="Exit codes: 0 ok, 1 internal error, 2 bad input, 3 model problem, 4 source unavailable, "
+        "5 results store unusable, 130 interrupted.",
+    )
+    p.add_argument(
+        "--mode",
+        choices=["train", "monitor", "evaluate"],
+        default="train",
+        help="what to do (default: train)",
+    )
+    p.add_argument("--config", default=None, help="YAML config file (default: config.yaml if present)")
+    p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    p.add_argument("--dataset", default=None, help="CSV of timestamp,<value>[,labels] (default: dataset.csv)")
+    p.add_argument("--labels", default=None, help="anomaly windows in NAB combined_windows.json format")
+    p.add_argument(
+        "--model-path", default=None, help=f"model artifact (default: <output-dir>/{DEFAULT_MODEL_NAME})"
+    )
+    p.add_argument(
+        "--output-dir", default="outputs", help="where models, reports and plots go (default: outputs)"
+    )
+    p.add_argument("--prometheus-url", default=None, help="Prometheus base URL (monitor mode)")
+    p.add_argument("--monitoring-interval", type=float, default=None, help="seconds between polls")
+    p.add_argument("--duration", type=float, default=None, help="stop the monitor after this many seconds")
+    p.add_argument("--log-level", default=None, help="TRACE, DEBUG, INFO, WARNING or ERROR")
+    p.add_argument(
+        "--threshold-multiplier",
+        type=float,
+        default=None,
+        help="widen the band by this factor before flagging (overrides the config)",
+    )
+    p.add_argument("--nab-dir", default=None, help="evaluate on a NAB corpus (data/ and labels/) in this dir")
+    p.add_argument("--no-plots", action="store_true", help="write no plots")
+    p.add_argument("--no-eda", action="store_true", help="skip the exploratory data analysis")
+    return p
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "prometheus.url": args.prometheus_url,
+        "monitoring.interval_seconds": args.monitoring_interval,
+        "logging.level": args.log_level,
+        "scoring.threshold_multiplier": args.threshold_multiplier,
+    }
+
+
+def _setup_logging(level: str, logs_dir: Path, settings: Any) -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stdout, level=level, format="{time:HH:mm:ss} | {level: <7} | {message}", colorize=False)
+    try:
+        logs_dir.mkdir(parents=True, exist_ok=True)
+        logger.add(
+            logs_dir / "application.log",
+            level="DEBUG",
+            serialize=True,
+            rotation=settings.logging.rotation,
+            retention=settings.logging.retention,
+            enqueue=False,
+        )
+    except OSError as exc:
+        logger.warning(
+            f"cannot write {logs_dir / 'application.log'} ({exc.strerror}); logging to the terminal only"
+        )
+
+    def _warn(
+        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
+    ) -> None:
+        logger.debug(f"{category.__name__}: {message} ({filename}:{lineno})")
+
+    warnings.showwarning = _warn
+
+
+def run(argv: list[str] | None = None) -> int:
+    """Parse flags, run one mode and return the exit code."""
+    args = build_parser().parse_args(argv)
+    from core.config import load_settings
+    from core.errors import AnomalyDetectorError, exit_code_for
+
+    try:
+        config_path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
+        settings = load_settings(config_path, overrides=_overrides(args), required=args.config is not None)
+    except AnomalyDetectorError as exc:
+        return _fail(exc, exit_code_for(exc))
+    if args.check_config:
+        print(f"{config_path or '<defaults>'}: OK")
+        return 0
+    _setup_logging(settings.logging.level, Path(settings.monitoring.logs_dir), settings)
+    from loguru import logger
+
+    try:
+        return _dispatch(args, settings)
+    except AnomalyDetectorError as exc:
+        logger.opt(exception=exc).debug("failed")
+        return _fail(exc, exit_code_for(exc))
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except Exception as exc:  # a bug: keep the traceback in the log, give the operator one line
+        logger.opt(exception=exc).error("internal error")
+        logs = Path(settings.monitoring.logs_dir) / "application.log"
+        return _fail(f"internal error: {type(exc).__name__}: {exc}; details in {logs}", 1)
+
+
+def _dispatch(args: argparse.Namespace, settings: Any) -> int:
+    output_dir = Path(args.output_dir)
+    model_path = Path(args.model_path) if args.model_path else output_dir / DEFAULT_MODEL_NAME
+    dataset = args.dataset or "dataset.csv"
+    if args.mode == "train":
+        from core.train import train
+
+        result = train(
+            settings,
+            dataset,
+            model_path=model_path,
+            output_dir=output_dir,
+            plots=not args.no_plots,
+            eda=not args.no_eda,
+            labels=args.labels,
+        )
+        print(
+            f"trained {len(result.artifact.models)} series in {result.metadata['train_seconds']:.1f} s: "
+            f"{result.artifact_path} ({result.artifact_bytes / 1e6:.2f} MB), {result.metadata_path}"
+        )
+        return 0
+    from core.errors import ConfigError
+
+    raise ConfigError(f"--mode {args.mode} is not available in this build yet")
+
+
+def _fail(exc: BaseException | str, code: int) -> int:
+    text = " ".join(str(exc).split())  # one line, whatever the message held
+    sys.stderr.write(f"error: {text}\n")
+    sys.stderr.flush()
+    return code
+
+
+def main() -> None:
+    """Entry point."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()
