@@ -80,7 +80,13 @@ def _setup_logging(level: str, logs_dir: Path, settings: Any) -> None:
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stdout, level=level, format="{time:HH:mm:ss} | {level: <7} | {message}", colorize=False)
+    # A callable format never appends tracebacks: they go to the log file only.
+    logger.add(
+        sys.stdout,
+        level=level,
+        format=lambda _: "{time:HH:mm:ss} | {level: <7} | {message}\n",
+        colorize=False,
+    )
     try:
         logs_dir.mkdir(parents=True, exist_ok=True)
         logger.add(
@@ -155,9 +161,51 @@ def _dispatch(args: argparse.Namespace, settings: Any) -> int:
             f"{result.artifact_path} ({result.artifact_bytes / 1e6:.2f} MB), {result.metadata_path}"
         )
         return 0
+    if args.mode == "evaluate":
+        return _evaluate(args, settings, dataset, model_path, output_dir)
     from core.errors import ConfigError
 
     raise ConfigError(f"--mode {args.mode} is not available in this build yet")
+
+
+def _evaluate(
+    args: argparse.Namespace, settings: Any, dataset: str, model_path: Path, output_dir: Path
+) -> int:
+    if args.nab_dir:
+        from tqdm import tqdm
+
+        from core.nab_eval import run_nab
+
+        summary = run_nab(
+            settings,
+            args.nab_dir,
+            output_dir,
+            progress=lambda total: tqdm(total=total, unit="file", file=sys.stdout, desc="NAB"),
+        )
+        print(
+            f"NAB {summary['rows']} rows in {summary['seconds']:.0f} s: standard {summary['standard']:.1f}, "
+            f"reward_low_FP_rate {summary['reward_low_FP_rate']:.1f}, reward_low_FN_rate "
+            f"{summary['reward_low_FN_rate']:.1f}; {output_dir / 'nab_scores.json'}"
+        )
+        return 0
+    from core.evaluate import evaluate
+
+    metrics = evaluate(
+        settings,
+        dataset,
+        model_path=model_path,
+        output_dir=output_dir,
+        labels=args.labels,
+        plots=not args.no_plots,
+    )
+    p, e = metrics["point"], metrics["event"]
+    print(
+        f"evaluated {metrics['points']} holdout points in {metrics['seconds']:.1f} s: point P/R/F1 "
+        f"{p['precision']:.1%}/{p['recall']:.1%}/{p['f1']:.1%}, event P/R/F1 "
+        f"{e['precision']:.1%}/{e['recall']:.1%}/{e['f1']:.1%}, coverage {metrics['coverage_normal']:.1%}; "
+        f"report in {output_dir / 'evaluation_report.txt'}"
+    )
+    return 0
 
 
 def _fail(exc: BaseException | str, code: int) -> int:

@@ -119,9 +119,15 @@ class ProphetForecaster:
             index = index.tz_localize("UTC")
         return index.tz_convert(self.settings.seasonality_timezone).tz_localize(None)
 
-    def _split_daily(self) -> bool:
+    def _seasonalities(self, span: float) -> tuple[bool, bool, bool]:
+        """Return (daily, weekly, split weekday/weekend days) for a history of ``span`` seconds.
+
+        Like Prophet's 'auto': a seasonality needs two whole periods of history to be learned.
+        """
         s = self.settings
-        return s.daily_seasonality and s.weekly_seasonality and s.weekend_daily_seasonality
+        daily = s.daily_seasonality and span >= 2 * DAY
+        weekly = s.weekly_seasonality and span >= 2 * WEEK
+        return daily, weekly, daily and weekly and s.weekend_daily_seasonality
 
     def _frame(self, ds: pd.Series | pd.DatetimeIndex) -> pd.DataFrame:
         """Return Prophet's input: local wall-clock ``ds`` and the weekday/weekend conditions."""
@@ -131,13 +137,13 @@ class ProphetForecaster:
         """Fit Prophet on the series and precompute the band over the span plus the horizon."""
         frame = _validate(frame).tail(self.settings.max_train_rows)
         started = time.perf_counter()
-        model = self._new_model()
+        t = _epoch(frame["ds"])
+        model = self._new_model(float(t[-1] - t[0]))
         train = self._frame(frame["ds"]).assign(y=frame["y"].to_numpy(float))
         try:
             model.fit(train)
         except Exception as exc:  # Prophet/Stan raise a variety of errors; the caller may fall back
             raise ModelError(f"Prophet fit failed: {exc}") from exc
-        t = _epoch(frame["ds"])
         start, step, n = _grid(t, self.settings.horizon_days * DAY, self.settings.band_step_seconds)
         grid = pd.to_datetime(start + step * np.arange(n), unit="s", utc=True)
         forecast = model.predict(self._frame(grid))
@@ -162,14 +168,15 @@ class ProphetForecaster:
             forecast=forecast.assign(ds_utc=grid),
         )
 
-    def _new_model(self) -> Any:
+    def _new_model(self, span: float) -> Any:
         quiet_stan()
         from prophet import Prophet
 
         s = self.settings
+        daily, weekly, split = self._seasonalities(span)
         model = Prophet(
             daily_seasonality=False,
-            weekly_seasonality=s.weekly_seasonality,
+            weekly_seasonality=weekly,
             yearly_seasonality=s.yearly_seasonality,
             seasonality_mode=s.seasonality_mode,
             changepoint_prior_scale=s.changepoint_prior_scale,
@@ -177,7 +184,7 @@ class ProphetForecaster:
             interval_width=s.interval_width,
             uncertainty_samples=s.uncertainty_samples,
         )
-        if self._split_daily():
+        if split:
             # Servers follow a different day shape on weekends (Prophet's conditional seasonalities).
             for name in ("weekday", "weekend"):
                 model.add_seasonality(
@@ -186,7 +193,7 @@ class ProphetForecaster:
                     fourier_order=s.daily_fourier_order,
                     condition_name=f"is_{name}",
                 )
-        elif s.daily_seasonality:
+        elif daily:
             model.add_seasonality(name="daily", period=1, fourier_order=s.daily_fourier_order)
         return model
 

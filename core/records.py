@@ -47,7 +47,7 @@ class SeriesRef:
     @classmethod
     def from_labels(cls, labels: Mapping[str, str], host_label: str = "host") -> SeriesRef:
         """Build a ref from a label mapping; ``host`` is the host label's value, else the whole id."""
-        pairs = tuple(sorted((str(k), str(v)) for k, v in labels.items() if k != "__name__"))
+        pairs = tuple((str(k), str(v)) for k, v in labels.items() if k != "__name__")
         values = dict(pairs)
         only_host = len(pairs) == 1 and host_label in values
         host = values[host_label] if only_host else series_id(pairs)

@@ -9,9 +9,12 @@ same points, which keeps catch-up after a restart idempotent.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from core.records import PointBatch, SeriesRef, align_down, grid_times
 
 __all__ = ["PROFILES", "Anomaly", "CpuProfile", "SimulatorSource", "anomaly_effect", "simulate"]
 
@@ -154,6 +157,8 @@ class SimulatorSource:
         self,
         series: int = 1,
         *,
+        interval: float = 60.0,
+        max_catchup: float = 86400.0,
         seed: int = 42,
         noise: float = 2.0,
         anomaly_rate: float = 0.0,
@@ -164,10 +169,40 @@ class SimulatorSource:
             (f"{kinds[i % len(kinds)]}-{i // len(kinds) + 1:02d}", kinds[i % len(kinds)])
             for i in range(series)
         ]
+        self.refs = {host: SeriesRef.from_labels({"host": host}, "host") for host, _ in self.hosts}
+        self.profiles = dict(self.hosts)
+        self.interval = interval
+        self.max_catchup = max_catchup
         self.seed = seed
         self.noise = noise
         self.anomaly_rate = anomaly_rate
         self.anomalies = anomalies or {}
+
+    def poll(self, now: float, last_seen: Mapping[str, float]) -> list[PointBatch]:
+        """Return every host's grid points after its last seen time (only the latest for new hosts)."""
+        limit = max(1, int(self.max_catchup // self.interval))
+        batches = []
+        for host, profile in self.hosts:
+            ref = self.refs[host]
+            if ref.id in last_seen:
+                t = grid_times(last_seen[ref.id], now, self.interval, limit=limit)
+            else:
+                t = np.array([align_down(now, self.interval)])
+            if len(t):
+                batches.append(PointBatch(ref, t, self.values(host, profile, t), self.name))
+        return batches
+
+    def history(self, series: SeriesRef, start: float, end: float, max_points: int = 20000) -> PointBatch:
+        """Return a host's simulated history on a grid of at most ``max_points`` points."""
+        host = dict(series.labels).get("host", "")
+        if host not in self.profiles:
+            return PointBatch(series, np.empty(0), np.empty(0), self.name)
+        step = max(self.interval, (end - start) / max_points)
+        t = grid_times(start, end, step)
+        return PointBatch(series, t, self.values(host, self.profiles[host], t), self.name)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
     def values(self, host: str, profile: str, t: np.ndarray) -> np.ndarray:
         """Return the simulated values of one host at epoch seconds ``t`` (grid-aligned by the caller)."""

@@ -1,0 +1,210 @@
+"""Refit series models on a schedule, off the hot path, and swap the new band in atomically.
+
+A series is due when it has no model of its own, when its model is older than the refit interval, or
+when its band is about to run out. The fit runs on an executor: a worker thread in production, inline
+in a replay (a simulated clock makes the refit instantaneous there, and causal: the source's history
+ends at the simulated now). Failed or impossible fits are retried after a back-off, never in a loop.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from loguru import logger
+
+from core.artifact import ModelArtifact, SeriesModel, save_artifact
+from core.band import DAY
+from core.config import ModelSettings
+from core.detector import ModelStore
+from core.errors import AnomalyDetectorError
+from core.forecaster import ProfileForecaster, fit_with_fallback
+from core.records import SeriesRef, Source
+
+__all__ = ["InlineExecutor", "RefitPolicy", "Refitter"]
+
+
+class InlineExecutor(Executor):
+    """Run submitted work immediately in the caller (for replays with a simulated clock)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn`` now and return a completed future."""
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # delivered through the future, as a real executor would
+            future.set_exception(exc)
+        return future
+
+
+@dataclass(frozen=True)
+class RefitPolicy:
+    """When and on what to refit."""
+
+    interval: float  # seconds between refits of a series (0 = only series without a model)
+    history: float  # seconds of history a refit uses
+    min_rows: int  # fewest points a fit needs
+    retry_after: float = 3600.0  # wait after a failed or impossible fit
+    prophet_min_span: float = 2 * DAY  # shorter histories get the robust profile model
+    horizon_margin: float = DAY  # refit before the band runs out
+
+
+@dataclass
+class RefitStats:
+    """Counters for telemetry."""
+
+    fits: int = 0
+    failures: int = 0
+    skipped_short: int = 0
+    last_seconds: float = 0.0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+
+class Refitter:
+    """Decide which series are due, fit them on the executor, install the results."""
+
+    def __init__(
+        self,
+        store: ModelStore,
+        source: Source,
+        model_settings: ModelSettings,
+        policy: RefitPolicy,
+        *,
+        executor: Executor | None = None,
+        artifact_path: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
+        clip: tuple[float, float] | None = None,
+    ) -> None:
+        self.store = store
+        self.source = source
+        self.settings = model_settings
+        self.policy = policy
+        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit")
+        self.artifact_path = Path(artifact_path) if artifact_path else None
+        self.clock = clock
+        self.clip = clip
+        self.stats = RefitStats()
+        self._pending: dict[str, Future[SeriesModel | None]] = {}
+        self._next_try: dict[str, float] = {}
+        self._save_lock = threading.Lock()
+
+    def due(self, series: SeriesRef, now: float) -> bool:
+        """Return whether a series should be refitted now."""
+        if series.id in self._pending or now < self._next_try.get(series.id, -np.inf):
+            return False
+        model = self.store.own(series.id)
+        if model is None:
+            return True
+        if self.policy.interval > 0 and now - model.train_end >= self.policy.interval:
+            return True
+        return now >= model.band.end - self.policy.horizon_margin
+
+    def schedule(self, series: Iterable[SeriesRef], now: float) -> int:
+        """Submit a fit for every due series; return how many were submitted."""
+        submitted = 0
+        for ref in series:
+            if self.due(ref, now):
+                self._pending[ref.id] = self.executor.submit(self._fit, ref, now)
+                submitted += 1
+        self.collect()
+        return submitted
+
+    def collect(self) -> int:
+        """Install finished fits; return how many models were replaced."""
+        installed = 0
+        for sid, future in list(self._pending.items()):
+            if not future.done():
+                continue
+            del self._pending[sid]
+            try:
+                model = future.result()
+            except AnomalyDetectorError as exc:
+                self.stats.failures += 1
+                self._next_try[sid] = self.clock() + self.policy.retry_after
+                logger.warning(
+                    f"refit of {sid} failed: {exc}; retrying in {self.policy.retry_after / 60:.0f} min"
+                )
+                continue
+            if model is None:
+                continue
+            self.store.put(model)
+            installed += 1
+        if installed and self.artifact_path is not None:
+            self._save()
+        return installed
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for pending fits (used at shutdown and in tests)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for future in list(self._pending.values()):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                future.result(timeout=remaining)
+            except Exception:  # reported by collect()
+                pass
+        self.collect()
+
+    def close(self) -> None:
+        """Stop accepting work; running fits finish in the background."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def _fit(self, series: SeriesRef, now: float) -> SeriesModel | None:
+        started = time.perf_counter()
+        batch = self.source.history(series, now - self.policy.history, now)
+        mask = np.isfinite(batch.y) & (batch.t <= now)
+        t, y = batch.t[mask], batch.y[mask]
+        if len(t) < self.policy.min_rows:
+            self.stats.skipped_short += 1
+            self._next_try[series.id] = now + min(self.policy.retry_after, max(self.policy.interval, 60.0))
+            logger.debug(f"refit of {series.id} postponed: {len(t)} points, {self.policy.min_rows} needed")
+            return None
+        frame = pd.DataFrame({"ds": pd.to_datetime(t, unit="s", utc=True), "y": y})
+        if self.settings.kind == "prophet" and t[-1] - t[0] < self.policy.prophet_min_span:
+            fitted = ProfileForecaster(self.settings).fit(frame, clip=self.clip)
+        else:
+            fitted = fit_with_fallback(self.settings, frame, clip=self.clip)
+        self.stats.fits += 1
+        self.stats.by_kind[fitted.kind] = self.stats.by_kind.get(fitted.kind, 0) + 1
+        self.stats.last_seconds = time.perf_counter() - started
+        previous = self.store.own(series.id)
+        logger.info(
+            f"refitted {series.id} ({fitted.kind}, {len(t)} points, {self.stats.last_seconds:.1f} s)"
+            + ("" if previous else ": first own model")
+        )
+        return SeriesModel(
+            id=series.id,
+            labels=dict(series.labels),
+            kind=fitted.kind,
+            band=fitted.band,
+            unit=previous.unit if previous else "raw",
+            scale=previous.scale if previous else 1.0,
+            train_start=fitted.train_start,
+            train_end=fitted.train_end,
+            train_rows=fitted.train_rows,
+            fit_seconds=fitted.fit_seconds,
+            prophet=fitted.params,
+            note=fitted.note,
+        )
+
+    def _save(self) -> None:
+        assert self.artifact_path is not None
+        base = self.store.artifact
+        artifact = ModelArtifact(
+            models=self.store.models(),
+            config_hash=base.config_hash if base else "sha256:unknown",
+            model_settings=base.model_settings if base else {"model": self.settings.model_dump(mode="json")},
+        )
+        with self._save_lock:
+            try:
+                save_artifact(artifact, self.artifact_path)
+            except OSError as exc:
+                logger.error(
+                    f"cannot update {self.artifact_path} after refit ({exc.strerror}); models kept in memory"
+                )

@@ -1,0 +1,223 @@
+"""The daemon's own metrics (prometheus-client) and its ``/metrics``, ``/healthz``, ``/readyz`` endpoint.
+
+Every metric is registered on an injected registry (a fresh one per daemon, so tests stay isolated).
+Write-path counters are read from the forwarders at scrape time, so the hot path pays nothing for them.
+
+``/healthz`` is 200 while the loop ticks (the last tick is younger than three intervals, or the daemon
+is still starting), else 503. ``/readyz`` is 200 once the first tick has completed.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from core.records import ScoredRecord
+
+__all__ = ["Telemetry", "TelemetryServer"]
+
+PREFIX = "anomaly_detector"
+
+
+class _Pull(Collector):
+    """Collect values that live elsewhere (forwarders, model store) when Prometheus scrapes."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self.t = telemetry
+
+    def collect(self) -> Iterable[Metric]:
+        """Yield the write-path and model metrics."""
+        writes = CounterMetricFamily(
+            f"{PREFIX}_writes", "Database write batches by result", labels=["sink", "result"]
+        )
+        points = CounterMetricFamily(
+            f"{PREFIX}_points_written", "Points acknowledged by the database", labels=["sink"]
+        )
+        retries = CounterMetricFamily(f"{PREFIX}_write_retries", "Write attempts retried", labels=["sink"])
+        dropped = CounterMetricFamily(
+            f"{PREFIX}_spool_dropped_records", "Records dropped because the spool was full", labels=["sink"]
+        )
+        depth = GaugeMetricFamily(
+            f"{PREFIX}_spool_depth_records", "Scored records not yet in the database", labels=["sink"]
+        )
+        for name, stats in self.t.forwarder_stats().items():
+            writes.add_metric([name, "success"], stats.get("batches_ok", 0))
+            writes.add_metric([name, "failure"], stats.get("failures", 0))
+            writes.add_metric([name, "rejected"], stats.get("dead_lettered", 0))
+            points.add_metric([name], stats.get("points_written", 0))
+            retries.add_metric([name], stats.get("retries", 0))
+            dropped.add_metric([name], stats.get("dropped_records", 0))
+            depth.add_metric([name], stats.get("lag_records", 0))
+        age = GaugeMetricFamily(
+            f"{PREFIX}_model_age_seconds", "Seconds since the series' model data ended", labels=["series"]
+        )
+        now = self.t.clock()
+        for sid, trained_until in self.t.model_ends().items():
+            age.add_metric([sid], max(0.0, now - trained_until))
+        yield from (writes, points, retries, dropped, depth, age)
+
+
+class Telemetry:
+    """Counters and gauges of one daemon; implements the monitor's TickObserver."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        *,
+        interval: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.interval = interval
+        self.clock = clock
+        self.started = clock()
+        self.last_tick: float | None = None
+        r = self.registry
+        self.ticks = Counter(f"{PREFIX}_ticks", "Loop ticks completed", registry=r)
+        self.missed = Counter(
+            f"{PREFIX}_missed_ticks", "Grid times skipped because a tick overran", registry=r
+        )
+        self.points = Counter(f"{PREFIX}_points_scored", "Points scored", registry=r)
+        self.anomalies = Counter(f"{PREFIX}_anomalies", "Anomalies flagged", ["severity"], registry=r)
+        self.errors = Counter(f"{PREFIX}_errors", "Failed polls and writes", ["kind"], registry=r)
+        self.tick_seconds = Histogram(
+            f"{PREFIX}_tick_duration_seconds",
+            "Duration of one poll-score-write tick",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.series = Gauge(f"{PREFIX}_series", "Series seen by the loop", registry=r)
+        self.up = Gauge(f"{PREFIX}_up", "1 while the loop is ticking on time", registry=r)
+        self.refits = Counter(f"{PREFIX}_refits", "Model refits", ["result"], registry=r)
+        self.info = Gauge(f"{PREFIX}_build_info", "Source and version", ["version", "source"], registry=r)
+        for severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL"):
+            self.anomalies.labels(severity=severity)
+        self._forwarders: dict[str, Callable[[], Mapping[str, float]]] = {}
+        self._models: Callable[[], Mapping[str, float]] = dict
+        self._lock = threading.Lock()
+        r.register(_Pull(self))
+
+    def add_forwarder(self, name: str, stats: Callable[[], Mapping[str, float]]) -> None:
+        """Expose a database forwarder's counters (read at scrape time)."""
+        self._forwarders[name] = stats
+
+    def watch_models(self, model_ends: Callable[[], Mapping[str, float]]) -> None:
+        """Expose model age per series from a callable giving series -> end of training data."""
+        self._models = model_ends
+
+    def forwarder_stats(self) -> dict[str, Mapping[str, float]]:
+        """Return the current counters of every forwarder."""
+        return {name: stats() for name, stats in self._forwarders.items()}
+
+    def model_ends(self) -> Mapping[str, float]:
+        """Return series -> end of the data its model was trained on."""
+        return self._models()
+
+    def on_tick(self, now: float, seconds: float, records: Sequence[ScoredRecord]) -> None:
+        """Record one completed tick."""
+        self.ticks.inc()
+        self.tick_seconds.observe(seconds)
+        self.points.inc(len(records))
+        for r in records:
+            if r.is_anomaly:
+                self.anomalies.labels(severity=r.severity).inc()
+        self.last_tick = self.clock()
+        self.up.set(1)
+
+    def on_missed(self, count: int) -> None:
+        """Record skipped grid times."""
+        self.missed.inc(count)
+
+    def on_error(self, kind: str, exc: BaseException) -> None:
+        """Record a failed poll or write."""
+        self.errors.labels(kind=kind).inc()
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Return (healthy, details): the loop is alive if it ticked within three intervals."""
+        now = self.clock()
+        grace = max(3 * self.interval, 30.0)
+        if self.last_tick is None:
+            ok = now - self.started < grace
+            age = None
+        else:
+            age = now - self.last_tick
+            ok = age < grace
+        self.up.set(1 if ok else 0)
+        return ok, {
+            "status": "ok" if ok else "stalled",
+            "last_tick_age_seconds": age,
+            "interval": self.interval,
+        }
+
+    def ready(self) -> bool:
+        """Return whether the first tick has completed."""
+        return self.last_tick is not None
+
+    def render(self) -> bytes:
+        """Return the metrics in Prometheus' text format."""
+        return generate_latest(self.registry)
+
+
+class TelemetryServer:
+    """Serve ``/metrics``, ``/healthz`` and ``/readyz`` from a daemon thread."""
+
+    def __init__(self, telemetry: Telemetry, host: str = "127.0.0.1", port: int = 9108) -> None:
+        self.telemetry = telemetry
+        handler = _handler_for(telemetry)
+        self.httpd = ThreadingHTTPServer((host, port), handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, name="telemetry", daemon=True)
+
+    @property
+    def port(self) -> int:
+        """Return the bound port (useful when 0 was asked for)."""
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> TelemetryServer:
+        """Start serving."""
+        self.thread.start()
+        return self
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _handler_for(telemetry: Telemetry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, telemetry.render(), "text/plain; version=0.0.4; charset=utf-8")
+            elif path == "/healthz":
+                ok, details = telemetry.health()
+                self._send(200 if ok else 503, json.dumps(details).encode(), "application/json")
+            elif path == "/readyz":
+                ready = telemetry.ready()
+                body = json.dumps({"status": "ready" if ready else "starting"}).encode()
+                self._send(200 if ready else 503, body, "application/json")
+            else:
+                self._send(
+                    404, b'{"error": "not found; try /metrics, /healthz or /readyz"}', "application/json"
+                )
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (signature of the base class)
+            """Keep scrapes out of the terminal."""
+
+    return Handler
