@@ -190,6 +190,15 @@ class SpoolSettings(_Section):
     max_bytes: int = Field(512 * 1024 * 1024, ge=8192)
     fsync: bool = True
 
+    @model_validator(mode="after")
+    def _room_for_segments(self) -> SpoolSettings:
+        if self.max_bytes < 2 * self.segment_bytes:
+            raise ValueError(
+                f"max_bytes ({self.max_bytes}) must be at least twice segment_bytes ({self.segment_bytes}) "
+                "so that one full segment is kept beside the active one"
+            )
+        return self
+
 
 class SimulatorSettings(_Section):
     """The built-in CPU simulator used when no Prometheus is configured."""

@@ -1,0 +1,229 @@
+"""Encode scored records as InfluxDB line protocol (the schema the dashboards read).
+
+The schema is fixed by the product; every scored record becomes up to three points, timestamps in
+milliseconds (``round(ts * 1000)``, written with ``precision=ms``; ``H`` = host, ``S`` = source)::
+
+    cpu_metrics,host=H,metric_type=actual,source=S cpu_usage=<value> <ts_ms>
+    cpu_metrics,host=H,metric_type=forecasted,source=S cpu_usage=<yhat>,yhat_lower=<lower>,
+        yhat_upper=<upper> <ts_ms>                                          (one line)
+    anomaly_detection,host=H,severity=<severity> is_anomaly=<true|false>,anomaly_score=<score>,
+        confidence=<confidence>,threshold=<threshold> <ts_ms>               (one line)
+
+Rules: a NaN, infinite or missing field is left out, and a point left with no field is not written;
+an empty tag value is left out (line protocol has no empty tag values). Floats are written with
+``repr`` (shortest round-trip form, always with a dot or an exponent, so the field stays a float).
+Tags are in key order, as InfluxDB prefers.
+
+Escaping follows the InfluxDB line-protocol reference (and influxdb-client's ``Point``): in measurement
+names commas and spaces; in tag keys, tag values and field keys commas, equals signs and spaces;
+newline, carriage return and tab become ``\\n``, ``\\r``, ``\\t`` (line protocol cannot carry them raw);
+in string field values double quotes and backslashes.
+
+VictoriaMetrics stores each field as the metric ``<measurement>_<field>`` (``cpu_metrics_cpu_usage``,
+``anomaly_detection_is_anomaly`` with 1/0) and each tag as a label.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from core.records import ScoredRecord
+
+__all__ = [
+    "ANOMALY_FIELDS",
+    "ANOMALY_MEASUREMENT",
+    "ANOMALY_TAGS",
+    "CPU_FIELDS",
+    "CPU_MEASUREMENT",
+    "CPU_TAGS",
+    "FIELD_ANOMALY_SCORE",
+    "FIELD_CONFIDENCE",
+    "FIELD_CPU_USAGE",
+    "FIELD_IS_ANOMALY",
+    "FIELD_THRESHOLD",
+    "FIELD_YHAT_LOWER",
+    "FIELD_YHAT_UPPER",
+    "METRIC_TYPE_ACTUAL",
+    "METRIC_TYPE_FORECASTED",
+    "SCHEMA",
+    "TAG_HOST",
+    "TAG_METRIC_TYPE",
+    "TAG_SEVERITY",
+    "TAG_SOURCE",
+    "encode_record",
+    "encode_records",
+    "escape_field_key",
+    "escape_measurement",
+    "escape_string_field",
+    "escape_tag",
+    "format_line",
+]
+
+CPU_MEASUREMENT = "cpu_metrics"
+ANOMALY_MEASUREMENT = "anomaly_detection"
+
+TAG_HOST = "host"
+TAG_METRIC_TYPE = "metric_type"
+TAG_SOURCE = "source"
+TAG_SEVERITY = "severity"
+
+METRIC_TYPE_ACTUAL = "actual"
+METRIC_TYPE_FORECASTED = "forecasted"
+
+FIELD_CPU_USAGE = "cpu_usage"
+FIELD_YHAT_LOWER = "yhat_lower"
+FIELD_YHAT_UPPER = "yhat_upper"
+FIELD_IS_ANOMALY = "is_anomaly"
+FIELD_ANOMALY_SCORE = "anomaly_score"
+FIELD_CONFIDENCE = "confidence"
+FIELD_THRESHOLD = "threshold"
+
+CPU_TAGS = (TAG_HOST, TAG_METRIC_TYPE, TAG_SOURCE)
+CPU_FIELDS = (FIELD_CPU_USAGE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER)
+ANOMALY_TAGS = (TAG_HOST, TAG_SEVERITY)
+ANOMALY_FIELDS = (FIELD_IS_ANOMALY, FIELD_ANOMALY_SCORE, FIELD_CONFIDENCE, FIELD_THRESHOLD)
+
+# measurement -> (tag keys, field keys): everything the sink writes, for dashboard checks.
+SCHEMA: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    CPU_MEASUREMENT: (CPU_TAGS, CPU_FIELDS),
+    ANOMALY_MEASUREMENT: (ANOMALY_TAGS, ANOMALY_FIELDS),
+}
+
+_CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_ESCAPE_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", **_CONTROL})
+_ESCAPE_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", **_CONTROL})
+_ESCAPE_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
+_SPECIAL_KEY = frozenset(",= \n\r\t")
+_INF = math.inf
+_NEG_INF = -math.inf
+
+# Hosts, sources and severities repeat on every tick: escape each distinct value once.
+_TAG_CACHE: dict[str, str] = {}
+_TAG_CACHE_MAX = 100_000
+
+
+def escape_measurement(name: str) -> str:
+    """Escape a measurement name (commas, spaces, control characters)."""
+    return name.translate(_ESCAPE_MEASUREMENT)
+
+
+def escape_tag(text: str) -> str:
+    """Escape a tag key or tag value (commas, equals signs, spaces, control characters)."""
+    cached = _TAG_CACHE.get(text)
+    if cached is not None:
+        return cached
+    escaped = text.translate(_ESCAPE_KEY) if not _SPECIAL_KEY.isdisjoint(text) else text
+    if len(_TAG_CACHE) >= _TAG_CACHE_MAX:
+        _TAG_CACHE.clear()
+    _TAG_CACHE[text] = escaped
+    return escaped
+
+
+def escape_field_key(key: str) -> str:
+    """Escape a field key (same rules as tag keys)."""
+    return key.translate(_ESCAPE_KEY)
+
+
+def escape_string_field(value: str) -> str:
+    """Return a string field value quoted, with double quotes and backslashes escaped."""
+    return '"' + value.translate(_ESCAPE_STRING) + '"'
+
+
+def _float(value: object) -> str | None:
+    """Return a float field as text, or None when it is missing, NaN or infinite."""
+    if type(value) is not float:
+        if value is None or isinstance(value, bool):
+            return None
+        value = float(value)  # type: ignore[arg-type]  # numpy scalars, ints: repr must be a plain float
+    if value != value or value == _INF or value == _NEG_INF:
+        return None
+    return repr(value)
+
+
+def _field_value(value: object) -> str | None:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return f"{value}i"
+    if isinstance(value, str):
+        return escape_string_field(value)
+    return _float(value)
+
+
+def format_line(
+    measurement: str,
+    tags: Mapping[str, str],
+    fields: Mapping[str, object],
+    ts_ms: int,
+) -> str | None:
+    """Return one point as a line (tags sorted, empty tags and NaN fields left out), or None if no field.
+
+    Field types: ``bool`` -> ``true``/``false``, ``int`` -> ``<n>i``, ``str`` -> quoted string,
+    anything else -> float.
+    """
+    parts = []
+    for key, raw in fields.items():
+        text = _field_value(raw)
+        if text is not None:
+            parts.append(f"{escape_field_key(key)}={text}")
+    if not parts:
+        return None
+    tag_text = "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if k and v)
+    return f"{escape_measurement(measurement)}{tag_text} {','.join(parts)} {ts_ms}"
+
+
+def encode_record(record: ScoredRecord) -> list[str]:
+    """Return the line-protocol lines of one scored record (up to three)."""
+    out: list[str] = []
+    _encode_into(record, out)
+    return out
+
+
+def encode_records(records: Iterable[ScoredRecord]) -> list[str]:
+    """Return the line-protocol lines of many scored records, in order."""
+    out: list[str] = []
+    for record in records:
+        _encode_into(record, out)
+    return out
+
+
+# Fixed prefixes of the hot path, built from the exported names.
+_ACTUAL = f",{TAG_METRIC_TYPE}={METRIC_TYPE_ACTUAL}"
+_FORECASTED = f",{TAG_METRIC_TYPE}={METRIC_TYPE_FORECASTED}"
+
+
+def _encode_into(record: ScoredRecord, out: list[str]) -> None:
+    # Hot path: plain string building (the generic format_line is several times slower).
+    ts = f" {round(record.ts * 1000)}"
+    host = f",{TAG_HOST}={escape_tag(record.host)}" if record.host else ""
+    source = f",{TAG_SOURCE}={escape_tag(record.source)}" if record.source else ""
+
+    value = _float(record.value)
+    if value is not None:
+        out.append(f"{CPU_MEASUREMENT}{host}{_ACTUAL}{source} {FIELD_CPU_USAGE}={value}{ts}")
+
+    forecast = _join(
+        FIELD_CPU_USAGE, _float(record.yhat),
+        FIELD_YHAT_LOWER, _float(record.lower),
+        FIELD_YHAT_UPPER, _float(record.upper),
+    )  # fmt: skip
+    if forecast:
+        out.append(f"{CPU_MEASUREMENT}{host}{_FORECASTED}{source} {forecast}{ts}")
+
+    severity = f",{TAG_SEVERITY}={escape_tag(record.severity)}" if record.severity else ""
+    decision = _join(
+        FIELD_ANOMALY_SCORE, _float(record.score),
+        FIELD_CONFIDENCE, _float(record.confidence),
+        FIELD_THRESHOLD, _float(record.threshold),
+    )  # fmt: skip
+    flag = "true" if record.is_anomaly else "false"
+    rest = f",{decision}" if decision else ""
+    out.append(f"{ANOMALY_MEASUREMENT}{host}{severity} {FIELD_IS_ANOMALY}={flag}{rest}{ts}")
+
+
+def _join(k1: str, v1: str | None, k2: str, v2: str | None, k3: str, v3: str | None) -> str:
+    """Return ``k1=v1,k2=v2,k3=v3`` without the missing values."""
+    if v1 is not None and v2 is not None and v3 is not None:
+        return f"{k1}={v1},{k2}={v2},{k3}={v3}"
+    return ",".join(f"{k}={v}" for k, v in ((k1, v1), (k2, v2), (k3, v3)) if v is not None)
