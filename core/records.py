@@ -185,8 +185,13 @@ class Source(Protocol):
         """
         ...
 
-    def history(self, series: SeriesRef, start: float, end: float) -> PointBatch:
-        """Return the series' points in ``[start, end]`` (used to refit models)."""
+    def history(
+        self, series: SeriesRef, start: float, end: float, max_points: int | None = None
+    ) -> PointBatch:
+        """Return the series' points in ``[start, end]`` (used to refit models).
+
+        A source may return a coarser, evenly spaced subset to stay within ``max_points``.
+        """
         ...
 
     def close(self) -> None:

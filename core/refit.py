@@ -8,10 +8,11 @@ ends at the simulated now). Failed or impossible fits are retried after a back-o
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,49 @@ from core.errors import AnomalyDetectorError
 from core.forecaster import ProfileForecaster, fit_with_fallback
 from core.records import SeriesRef, Source
 
-__all__ = ["InlineExecutor", "RefitPolicy", "Refitter"]
+__all__ = ["DaemonExecutor", "InlineExecutor", "RefitPolicy", "Refitter"]
+
+
+class DaemonExecutor(Executor):
+    """One daemon worker thread: a fit still running at shutdown is abandoned, never waited for.
+
+    (``ThreadPoolExecutor`` joins its workers at interpreter exit, so a 20-second Prophet fit would
+    hold up a clean stop; an unfinished refit loses nothing: the old model stays in the artifact.)
+    """
+
+    def __init__(self, name: str = "refit") -> None:
+        self._queue: queue.SimpleQueue[
+            tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None
+        ]
+        self._queue = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+        self._shutdown = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Queue ``fn`` for the worker."""
+        if self._shutdown:
+            raise RuntimeError("executor is shut down")
+        future: Future[Any] = Future()
+        self._queue.put((future, fn, args, kwargs))
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking work; the worker ends after its current job (daemon: it never blocks exit)."""
+        self._shutdown = True
+        self._queue.put(None)
+        if wait:
+            self._thread.join()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn, args, kwargs = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # delivered through the future
+                future.set_exception(exc)
 
 
 class InlineExecutor(Executor):
@@ -53,6 +96,7 @@ class RefitPolicy:
     min_rows: int  # fewest points a fit needs
     retry_after: float = 3600.0  # wait after a failed or impossible fit
     prophet_min_span: float = 2 * DAY  # shorter histories get the robust profile model
+    max_points: int = 5000  # sources thin longer histories (Prophet's cost grows with the rows)
     horizon_margin: float = DAY  # refit before the band runs out
 
 
@@ -86,7 +130,7 @@ class Refitter:
         self.source = source
         self.settings = model_settings
         self.policy = policy
-        self.executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="refit")
+        self.executor = executor or DaemonExecutor()
         self.artifact_path = Path(artifact_path) if artifact_path else None
         self.clock = clock
         self.clip = clip
@@ -157,7 +201,7 @@ class Refitter:
 
     def _fit(self, series: SeriesRef, now: float) -> SeriesModel | None:
         started = time.perf_counter()
-        batch = self.source.history(series, now - self.policy.history, now)
+        batch = self.source.history(series, now - self.policy.history, now, self.policy.max_points)
         mask = np.isfinite(batch.y) & (batch.t <= now)
         t, y = batch.t[mask], batch.y[mask]
         if len(t) < self.policy.min_rows:

@@ -111,8 +111,8 @@ class FlakySource:
             raise self.fail_on[self.polls]
         return self.inner.poll(now, last_seen)
 
-    def history(self, series, start, end):
-        return self.inner.history(series, start, end)
+    def history(self, series, start, end, max_points=None):
+        return self.inner.history(series, start, end, max_points)
 
     def close(self):
         pass
@@ -232,7 +232,7 @@ def test_refit_is_postponed_while_history_is_short():
     source = SimulatorSource(1, interval=60.0)
 
     class Short(FlakySource):
-        def history(self, series, start, end):
+        def history(self, series, start, end, max_points=None):
             t = grid_times(end - 600, end, 60.0)
             return PointBatch(series, t, np.full(len(t), 5.0), "flaky")
 

@@ -177,12 +177,16 @@ class PrometheusSource:
                 self._count(points=len(batch.t))
         return batches
 
-    def history(self, series: SeriesRef, start: float, end: float) -> PointBatch:
+    def history(
+        self, series: SeriesRef, start: float, end: float, max_points: int | None = None
+    ) -> PointBatch:
         """Return the series' grid points in ``[start, end]`` (never after now), for refits.
 
-        At step ``interval`` while the span holds at most ``history_max_points`` points, else at the
-        smallest multiple of ``interval`` that keeps it under (a coarser grid, still epoch-aligned).
+        At step ``interval`` while the span holds at most ``max_points`` (default ``history_max_points``)
+        points, else at the smallest multiple of ``interval`` that keeps it under (a coarser grid, still
+        epoch-aligned).
         """
+        limit = self.history_max_points if max_points is None else max(1, int(max_points))
         if not (math.isfinite(start) and math.isfinite(end)):
             raise ValueError(f"history needs finite start and end, got {start} and {end}")
         # Prometheus extrapolates the last sample into the future: never ask beyond now.
@@ -191,7 +195,7 @@ class PrometheusSource:
         k_last = _index_down(end, self.interval)
         if k_last < k_first:
             return self._batch(series, np.empty(0, dtype=np.int64), np.empty(0))
-        step = max(1, -((k_first - k_last - 1) // self.history_max_points))
+        step = max(1, -((k_first - k_last - 1) // limit))
         k_first = -(-k_first // step) * step
         fetched = self._guard(lambda: self._fetch(k_first, k_last, step))
         found = fetched.get(series.id)

@@ -64,8 +64,13 @@ class ReplaySource:
                 batches.append(PointBatch(s.ref, s.t[lo:hi], s.y[lo:hi], self.name))
         return batches
 
-    def history(self, series: SeriesRef, start: float, end: float) -> PointBatch:
-        """Return the rows in ``[start, min(end, now)]``: never a row from the replay's future."""
+    def history(
+        self, series: SeriesRef, start: float, end: float, max_points: int | None = None
+    ) -> PointBatch:
+        """Return the rows in ``[start, min(end, now)]``: never a row from the replay's future.
+
+        Recorded rows are returned as they are (``max_points`` is ignored: replays are short).
+        """
         s = self.series.get(series.id)
         if s is None:
             return PointBatch(series, np.empty(0), np.empty(0), self.name)

@@ -192,8 +192,11 @@ class SimulatorSource:
                 batches.append(PointBatch(ref, t, self.values(host, profile, t), self.name))
         return batches
 
-    def history(self, series: SeriesRef, start: float, end: float, max_points: int = 20000) -> PointBatch:
+    def history(
+        self, series: SeriesRef, start: float, end: float, max_points: int | None = None
+    ) -> PointBatch:
         """Return a host's simulated history on a grid of at most ``max_points`` points."""
+        max_points = max_points or 20000
         host = dict(series.labels).get("host", "")
         if host not in self.profiles:
             return PointBatch(series, np.empty(0), np.empty(0), self.name)

@@ -1,0 +1,171 @@
+"""Local files: the write-ahead log ``metrics.jsonl``, ``anomalies.jsonl`` and ``system_report.json``.
+
+:class:`LocalFiles` is always the first sink of the loop. Its ``write`` returns only once the records
+are in ``metrics.jsonl`` (flushed, fsynced if configured): from then on they count as scored, and the
+database forwarders, which tail that log from durable cursors, deliver them even across a ``kill -9``.
+With InfluxDB disabled these files are the whole store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from loguru import logger
+
+from core.fsutil import atomic_write_json
+from core.records import ScoredRecord
+from core.sinks.wal import MetricsLog
+
+__all__ = ["Forwarding", "LocalFiles", "SystemReport", "restore_last_seen"]
+
+TAIL_BYTES = 8 * 1024 * 1024
+
+
+class Forwarding(Protocol):
+    """A database forwarder tailing the write-ahead log (``core.sinks.influx.Forwarder``)."""
+
+    def notify(self) -> None:
+        """Wake up: new records are in the log."""
+        ...
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until everything in the log is in the database."""
+        ...
+
+    def close(self, timeout: float) -> None:
+        """Flush what can be flushed, then stop."""
+        ...
+
+
+class LocalFiles:
+    """The write-ahead log plus the anomaly log; wakes the database forwarders after each write."""
+
+    def __init__(self, log: MetricsLog, directory: str | Path, forwarders: Sequence[Forwarding] = ()) -> None:
+        self.log = log
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.forwarders = list(forwarders)
+        self._anomalies = open(self.dir / "anomalies.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
+        self._last_seen_path = self.dir / "last_seen.json"
+        self._last_seen: dict[str, float] = {}
+
+    def write(self, records: Sequence[ScoredRecord]) -> None:
+        """Append the records to the write-ahead log (durably), then to the anomaly log."""
+        self.log.append(records)
+        for fwd in self.forwarders:
+            fwd.notify()
+        anomalous = [r.to_json() for r in records if r.is_anomaly]
+        if anomalous:
+            self._anomalies.write("\n".join(anomalous) + "\n")
+            self._anomalies.flush()
+        for r in records:
+            if r.ts > self._last_seen.get(r.series, float("-inf")):
+                self._last_seen[r.series] = r.ts
+        try:
+            atomic_write_json(self._last_seen_path, self._last_seen, indent=None)
+        except OSError as exc:  # a hint for restarts only; the log itself is the truth
+            logger.debug(f"cannot write {self._last_seen_path}: {exc}")
+
+    def flush(self, timeout: float) -> bool:
+        """Wait (up to ``timeout`` in all) until the forwarders have sent everything."""
+        deadline = time.monotonic() + timeout
+        ok = True
+        for fwd in self.forwarders:
+            ok = fwd.flush(max(0.0, deadline - time.monotonic())) and ok
+        return ok
+
+    def close(self) -> None:
+        """Stop the forwarders (what they could not send stays in the log) and close the files."""
+        for fwd in self.forwarders:
+            fwd.close(1.0)
+        self._anomalies.close()
+        self.log.close()
+
+
+def restore_last_seen(directory: str | Path) -> dict[str, float]:
+    """Return series -> last scored timestamp, from ``last_seen.json`` and the tail of the log.
+
+    The log tail wins: ``last_seen.json`` may lag by one tick after a ``kill -9``, the log cannot.
+    """
+    base = Path(directory)
+    seen: dict[str, float] = {}
+    try:
+        loaded = json.loads((base / "last_seen.json").read_text(encoding="utf-8"))
+        if isinstance(loaded, dict):
+            seen.update({str(k): float(v) for k, v in loaded.items()})
+    except (OSError, ValueError, TypeError):
+        pass
+    segments = sorted(base.glob("metrics.jsonl.*"), key=lambda p: p.name)
+    for path in [*segments[-1:], base / "metrics.jsonl"]:
+        for line in _tail_lines(path, TAIL_BYTES):
+            try:
+                d = json.loads(line)
+                sid, ts = str(d["series"]), float(d["ts"])
+            except (ValueError, KeyError, TypeError):
+                continue
+            if ts > seen.get(sid, float("-inf")):
+                seen[sid] = ts
+    return seen
+
+
+def _tail_lines(path: Path, size: int) -> list[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            end = handle.tell()
+            handle.seek(max(0, end - size))
+            data = handle.read()
+    except OSError:
+        return []
+    lines = data.split(b"\n")
+    if end > size:
+        lines = lines[1:]  # the first one is probably cut
+    return [line for line in lines[:-1] if line]  # the last one is empty or torn
+
+
+class SystemReport:
+    """Write ``system_report.json`` (status and counters; never a secret) at most every ``every`` seconds."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        collect: Callable[[], Mapping[str, Any]],
+        *,
+        every: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.path = Path(path)
+        self.collect = collect
+        self.every = every
+        self.clock = clock
+        self._last = float("-inf")
+        self._lock = threading.Lock()
+
+    def on_tick(self, now: float, seconds: float, records: Sequence[ScoredRecord]) -> None:
+        """Write the report if the last one is old enough."""
+        if self.clock() - self._last >= self.every:
+            self.write()
+
+    def on_missed(self, count: int) -> None:
+        """Nothing to do: the counters carry it."""
+
+    def on_error(self, kind: str, exc: BaseException) -> None:
+        """Nothing to do: the counters carry it."""
+
+    def write(self, status: str | None = None) -> None:
+        """Write the report now."""
+        with self._lock:
+            report = dict(self.collect())
+            if status is not None:
+                report["status"] = status
+            try:
+                atomic_write_json(self.path, report)
+            except (OSError, ValueError) as exc:
+                logger.warning(f"cannot write {self.path}: {exc}")
+            self._last = self.clock()
