@@ -212,6 +212,7 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
     import threading
     import time
 
+    import numpy as np
     from loguru import logger
 
     from core import __version__
@@ -239,7 +240,24 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
     else:
         artifact = None
         logger.warning(f"no model at {model_path}: each series gets its own model from the source's history")
-    source = _build_source(settings)
+    clock, sleep, duration = time.time, None, args.duration
+    if m.source == "replay":
+        # A recorded CSV through the same loop, on a simulated clock, as fast as it goes (e.g. a backfill).
+        from core.clock import SimClock
+        from core.sources.replay import ReplaySource, replay_series
+        from core.train import load_dataset
+
+        recorded = replay_series(load_dataset(settings, args.dataset or "dataset.csv"))
+        step = min(float(np.median(np.diff(r.t))) for r in recorded)
+        sim = SimClock(min(float(r.t[0]) for r in recorded) - step)
+        source: Any = ReplaySource(recorded, sim, start_at=sim())
+        clock, sleep, duration = sim, sim.sleep, source.end - sim() + step
+        m = m.model_copy(update={"interval_seconds": step, "refit_interval_hours": 0.0})
+        settings = settings.model_copy(update={"monitoring": m})
+        name = args.dataset or "dataset.csv"
+        logger.info(f"source: replay of {name} ({len(recorded)} series, step {step:g} s)")
+    else:
+        source = _build_source(settings)
     store = ModelStore(artifact)
     units = {mod.unit for mod in store.models().values()}
     percent = (
@@ -284,7 +302,18 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
         history=m.refit_history_days * DAY,
         min_rows=settings.data.min_rows,
     )
-    refitter = Refitter(store, source, settings.model, policy, artifact_path=model_path, clip=clip)
+    from core.refit import InlineExecutor
+
+    refitter = Refitter(
+        store,
+        source,
+        settings.model,
+        policy,
+        artifact_path=model_path,
+        clip=clip,
+        clock=clock,
+        executor=InlineExecutor() if m.source == "replay" else None,
+    )
     stop = threading.Event()
     monitor = Monitor(
         source,
@@ -292,6 +321,8 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
         [files],
         interval=m.interval_seconds,
         refitter=refitter,
+        clock=clock,
+        sleep=sleep,
         stop=stop,
         last_seen=restore_last_seen(logs),
         observers=[telemetry],
@@ -333,7 +364,7 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
         f"monitoring every {m.interval_seconds:g} s" + (f" for {args.duration:g} s" if args.duration else "")
     )
     try:
-        stats = monitor.run(duration=args.duration)
+        stats = monitor.run(duration=duration)
     finally:
         report.write(status="stopped")
         if server is not None:

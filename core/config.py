@@ -127,7 +127,7 @@ class SeverityCuts(_Section):
 class ScoringSettings(_Section):
     """Turn a value and its band into an anomaly score and a decision."""
 
-    threshold_multiplier: float = Field(1.0, gt=0, le=100)
+    threshold_multiplier: float = Field(1.5, gt=0, le=100)
     direction: Literal["both", "above", "below"] = "both"
     min_deviation: float = Field(0.0, ge=0)
     severity: SeverityCuts = Field(default_factory=SeverityCuts)
@@ -137,7 +137,7 @@ class MonitoringSettings(_Section):
     """The long-running monitor loop."""
 
     interval_seconds: float = Field(60.0, gt=0, le=86400)
-    source: Literal["auto", "prometheus", "simulator"] = "auto"
+    source: Literal["auto", "prometheus", "simulator", "replay"] = "auto"
     fallback_to_simulator: bool = True
     refit_interval_hours: float = Field(24.0, ge=0)
     refit_history_days: float = Field(14.0, gt=0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,22 @@ def test_train_writes_json_artifact_metadata_and_plots_only_when_asked(tmp_path)
     for path in (tmp_path / "o2").rglob("*"):
         if path.is_file():
             assert not path.read_bytes().startswith(b"\x80"), f"{path} looks like a pickle"
+
+
+@pytest.mark.slow
+def test_monitor_replays_a_csv_through_the_loop(tmp_path):
+    small_dataset(tmp_path / "d.csv")
+    env = {**os.environ, "MONITORING_SOURCE": "replay", "TELEMETRY_PORT": "0"}
+    env = {k: v for k, v in env.items() if not k.startswith(("INFLUXDB_", "PROMETHEUS_"))}
+    result = subprocess.run(
+        [sys.executable, str(MAIN), "--mode", "monitor", "--dataset", "d.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 * 96 and {r["source"] for r in lines} == {"replay"}
+    assert [r["ts"] for r in lines] == sorted(r["ts"] for r in lines)

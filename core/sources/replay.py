@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from core.data import Dataset
 from core.records import PointBatch, SeriesRef
 
-__all__ = ["ReplaySource", "ReplaySeries"]
+__all__ = ["ReplaySeries", "ReplaySource", "replay_series"]
 
 
 class ReplaySeries:
@@ -85,3 +86,14 @@ class ReplaySource:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def replay_series(dataset: Dataset, host_label: str = "host") -> list[ReplaySeries]:
+    """Return the series of a loaded CSV as replay series (ids as in training)."""
+    out = []
+    for series in dataset.series:
+        labels = dict(series.labels)
+        ref = SeriesRef(labels=tuple(series.labels), host=labels.get(host_label, series.id))
+        t = series.frame["ds"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
+        out.append(ReplaySeries(ref, t, series.frame["y"].to_numpy(float)))
+    return out
