@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import math
 import threading
-from collections.abc import Iterable
+from collections.abc import Sequence
 
 import numpy as np
 from loguru import logger
@@ -73,67 +72,62 @@ class Detector:
         self.params = params
 
     def score(self, batch: PointBatch) -> list[ScoredRecord]:
-        """Score one batch; a series without any model gets records with no band and score 0."""
-        n = len(batch.t)
-        if n == 0:
+        """Score one batch (see :meth:`score_many`)."""
+        return self.score_many([batch])
+
+    def score_many(self, batches: Sequence[PointBatch]) -> list[ScoredRecord]:
+        """Score the batches of one tick in a single vectorised pass.
+
+        Each series' band is looked up for its own timestamps; the scoring itself runs once over all
+        points. A series without any model gets records with no band, score 0 and no anomaly.
+        """
+        batches = [b for b in batches if len(b.t)]
+        if not batches:
             return []
-        model, borrowed = self.store.get(batch.series.id)
-        if model is None:
-            nan = np.full(n, np.nan)
-            yhat, lower, upper, stale = nan, nan, nan, np.ones(n, dtype=bool)
-            version = "none"
-        else:
-            yhat, lower, upper, stale = model.band.lookup(batch.t)
-            version = f"{model.id}@{model.train_end:.0f}" + ("(borrowed)" if borrowed else "")
-        if model is None:
-            s = np.zeros(n)
-            anomaly = np.zeros(n, dtype=bool)
-            severity = np.zeros(n, dtype=np.int8)
-            confidence = np.zeros(n)
-        else:
-            result = score(batch.y, yhat, lower, upper, self.params)
-            s, anomaly, severity, confidence = (
-                result.score,
-                result.is_anomaly,
-                result.severity,
-                result.confidence,
-            )
-        labels = dict(batch.series.labels)
-        threshold = self.params.threshold_multiplier
-        return [
-            ScoredRecord(
-                ts=float(t),
-                series=batch.series.id,
-                labels=labels,
-                host=batch.series.host,
-                source=batch.source,
-                value=float(v),
-                yhat=float(h),
-                lower=float(lo),
-                upper=float(up),
-                score=float(sc),
-                is_anomaly=bool(a),
-                severity=SEVERITIES[int(sv)],
-                confidence=float(c),
-                threshold=threshold,
-                model=version,
-                stale=bool(st),
-            )
-            for t, v, h, lo, up, sc, a, sv, c, st in zip(
-                batch.t, batch.y, yhat, lower, upper, s, anomaly, severity, confidence, stale, strict=True
-            )
+        parts, versions = [], []
+        for batch in batches:
+            model, borrowed = self.store.get(batch.series.id)
+            if model is None:
+                nan = np.full(len(batch.t), np.nan)
+                parts.append((nan, nan, nan, np.ones(len(batch.t), dtype=bool)))
+                versions.append("none")
+            else:
+                parts.append(tuple(model.band.lookup(batch.t)))
+                versions.append(f"{model.id}@{model.train_end:.0f}" + ("(borrowed)" if borrowed else ""))
+        y = np.concatenate([b.y for b in batches])
+        yhat, lower, upper, stale = (np.concatenate([p[k] for p in parts]) for k in range(4))
+        result = score(y, yhat, lower, upper, self.params)
+        unscored = np.isnan(yhat)
+        confidence = np.where(unscored, 0.0, result.confidence)
+        names = np.asarray(SEVERITIES)[result.severity].tolist()
+        cols = [
+            a.tolist() for a in (y, yhat, lower, upper, result.score, result.is_anomaly, confidence, stale)
         ]
-
-
-def count_by_severity(records: Iterable[ScoredRecord]) -> dict[str, int]:
-    """Return the number of anomalies per severity."""
-    counts: dict[str, int] = {}
-    for r in records:
-        if r.is_anomaly:
-            counts[r.severity] = counts.get(r.severity, 0) + 1
-    return counts
-
-
-def finite(x: float) -> bool:
-    """Return whether x is a finite number."""
-    return isinstance(x, float) and math.isfinite(x)
+        threshold = self.params.threshold_multiplier
+        records: list[ScoredRecord] = []
+        offset = 0
+        for batch, version in zip(batches, versions, strict=True):
+            ref, labels, n = batch.series, dict(batch.series.labels), len(batch.t)
+            for i, t in enumerate(batch.t.tolist(), start=offset):
+                records.append(
+                    ScoredRecord(
+                        ts=t,
+                        series=ref.id,
+                        labels=labels,
+                        host=ref.host,
+                        source=batch.source,
+                        value=cols[0][i],
+                        yhat=cols[1][i],
+                        lower=cols[2][i],
+                        upper=cols[3][i],
+                        score=cols[4][i],
+                        is_anomaly=cols[5][i],
+                        severity=names[i],
+                        confidence=cols[6][i],
+                        threshold=threshold,
+                        model=version,
+                        stale=cols[7][i],
+                    )
+                )
+            offset += n
+        return records

@@ -183,15 +183,15 @@ class Monitor:
         self.source.close()
 
     def _score(self, batches: Sequence[PointBatch]) -> list[ScoredRecord]:
-        records: list[ScoredRecord] = []
+        fresh = []
         for batch in batches:
             self.series.setdefault(batch.series.id, batch.series)
             last = self.last_seen.get(batch.series.id)
             if last is not None and len(batch.t) and batch.t[0] <= last:
                 keep = batch.t > last  # never score a timestamp twice
                 batch = PointBatch(batch.series, batch.t[keep], batch.y[keep], batch.source)
-            records.extend(self.detector.score(batch))
-        return records
+            fresh.append(batch)
+        return self.detector.score_many(fresh)
 
     def _write(self, records: list[ScoredRecord]) -> None:
         for i, sink in enumerate(self.sinks):

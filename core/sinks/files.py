@@ -68,7 +68,8 @@ class LocalFiles:
             if r.ts > self._last_seen.get(r.series, float("-inf")):
                 self._last_seen[r.series] = r.ts
         try:
-            atomic_write_json(self._last_seen_path, self._last_seen, indent=None)
+            # A hint only (the log's tail is the truth after a crash): no fsync on the hot path.
+            atomic_write_json(self._last_seen_path, self._last_seen, indent=None, durable=False)
         except OSError as exc:  # a hint for restarts only; the log itself is the truth
             logger.debug(f"cannot write {self._last_seen_path}: {exc}")
 
