@@ -84,7 +84,8 @@ class Detector:
         batches = [b for b in batches if len(b.t)]
         if not batches:
             return []
-        parts, versions = [], []
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+        versions: list[str] = []
         for batch in batches:
             model, borrowed = self.store.get(batch.series.id)
             if model is None:
@@ -92,7 +93,8 @@ class Detector:
                 parts.append((nan, nan, nan, np.ones(len(batch.t), dtype=bool)))
                 versions.append("none")
             else:
-                parts.append(tuple(model.band.lookup(batch.t)))
+                v = model.band.lookup(batch.t)
+                parts.append((v.yhat, v.lower, v.upper, v.stale))
                 versions.append(f"{model.id}@{model.train_end:.0f}" + ("(borrowed)" if borrowed else ""))
         y = np.concatenate([b.y for b in batches])
         yhat, lower, upper, stale = (np.concatenate([p[k] for p in parts]) for k in range(4))
