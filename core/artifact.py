@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -30,6 +30,9 @@ from core import __version__
 from core.band import Band
 from core.errors import ModelError
 from core.fsutil import atomic_write_text
+
+if TYPE_CHECKING:
+    from core.forecaster import FittedModel
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "ModelArtifact", "SeriesModel", "load_artifact", "save_artifact"]
 
@@ -53,6 +56,26 @@ class SeriesModel:
     fit_seconds: float = 0.0
     prophet: dict[str, Any] | None = field(default=None, repr=False)
     note: str = ""
+
+    @classmethod
+    def from_fitted(
+        cls, fitted: FittedModel, sid: str, labels: dict[str, str], *, unit: str = "raw", scale: float = 1.0
+    ) -> SeriesModel:
+        """Wrap a freshly fitted model of series ``sid``."""
+        return cls(
+            id=sid,
+            labels=labels,
+            kind=fitted.kind,
+            band=fitted.band,
+            unit=unit,
+            scale=scale,
+            train_start=fitted.train_start,
+            train_end=fitted.train_end,
+            train_rows=fitted.train_rows,
+            fit_seconds=fitted.fit_seconds,
+            prophet=fitted.params,
+            note=fitted.note,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the series entry of the envelope."""

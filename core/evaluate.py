@@ -229,17 +229,7 @@ def evaluate(
                 f"series {series.id}: no model trained before the holdout; fitting one on the training rows"
             )
             fitted = fit_with_fallback(settings.model, train_part, clip=clip)
-            model = SeriesModel(
-                id=series.id,
-                labels=dict(series.labels),
-                kind=fitted.kind,
-                band=fitted.band,
-                train_start=fitted.train_start,
-                train_end=fitted.train_end,
-                train_rows=fitted.train_rows,
-                fit_seconds=fitted.fit_seconds,
-                note=fitted.note,
-            )
+            model = SeriesModel.from_fitted(fitted, series.id, dict(series.labels))
         store.put(model)
         label_windows = windows.get(series.id, []) + windows.get(ALL_SERIES, [])
         y_eval, injected = inject_anomalies(

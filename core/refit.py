@@ -222,19 +222,12 @@ class Refitter:
             f"refitted {series.id} ({fitted.kind}, {len(t)} points, {self.stats.last_seconds:.1f} s)"
             + ("" if previous else ": first own model")
         )
-        return SeriesModel(
-            id=series.id,
-            labels=dict(series.labels),
-            kind=fitted.kind,
-            band=fitted.band,
+        return SeriesModel.from_fitted(
+            fitted,
+            series.id,
+            dict(series.labels),
             unit=previous.unit if previous else "raw",
             scale=previous.scale if previous else 1.0,
-            train_start=fitted.train_start,
-            train_end=fitted.train_end,
-            train_rows=fitted.train_rows,
-            fit_seconds=fitted.fit_seconds,
-            prophet=fitted.params,
-            note=fitted.note,
         )
 
     def _save(self) -> None:

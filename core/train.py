@@ -124,19 +124,8 @@ def train(
         fitted = fit_with_fallback(settings.model, train_part, clip=clip)
         if fitted.note:
             logger.warning(f"series {series.id}: {fitted.note}")
-        model = SeriesModel(
-            id=series.id,
-            labels=dict(series.labels),
-            kind=fitted.kind,
-            band=fitted.band,
-            unit=data.report.unit,
-            scale=data.report.scale,
-            train_start=fitted.train_start,
-            train_end=fitted.train_end,
-            train_rows=fitted.train_rows,
-            fit_seconds=fitted.fit_seconds,
-            prophet=fitted.params,
-            note=fitted.note,
+        model = SeriesModel.from_fitted(
+            fitted, series.id, dict(series.labels), unit=data.report.unit, scale=data.report.scale
         )
         models[series.id] = model
         t_train, y_train = _epoch(train_part), train_part["y"].to_numpy(float)

@@ -30,10 +30,6 @@ TAIL_BYTES = 8 * 1024 * 1024
 class Forwarding(Protocol):
     """A database forwarder tailing the write-ahead log (``core.sinks.influx.Forwarder``)."""
 
-    def notify(self) -> None:
-        """Wake up: new records are in the log."""
-        ...
-
     def flush(self, timeout: float) -> bool:
         """Wait until everything in the log is in the database."""
         ...
@@ -57,9 +53,7 @@ class LocalFiles:
 
     def write(self, records: Sequence[ScoredRecord]) -> None:
         """Append the records to the write-ahead log (durably), then to the anomaly log."""
-        self.log.append(records)
-        for fwd in self.forwarders:
-            fwd.notify()
+        self.log.append(records)  # the forwarders listen to the log: they wake up by themselves
         anomalous = [r.to_json() for r in records if r.is_anomaly]
         if anomalous:
             self._anomalies.write("\n".join(anomalous) + "\n")
