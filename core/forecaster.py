@@ -37,6 +37,7 @@ __all__ = [
 ]
 
 MAX_GRID_POINTS = 40_000
+PREDICT_CHUNK = 2016  # a week at 5 minutes
 
 
 @dataclass
@@ -146,7 +147,12 @@ class ProphetForecaster:
             raise ModelError(f"Prophet fit failed: {exc}") from exc
         start, step, n = _grid(t, self.settings.horizon_days * DAY, self.settings.band_step_seconds)
         grid = pd.to_datetime(start + step * np.arange(n), unit="s", utc=True)
-        forecast = model.predict(self._frame(grid))
+        # In chunks: Prophet's uncertainty sampling holds rows x samples matrices; chunks bound the memory.
+        inputs = self._frame(grid)
+        forecast = pd.concat(
+            [model.predict(inputs.iloc[i : i + PREDICT_CHUNK]) for i in range(0, len(inputs), PREDICT_CHUNK)],
+            ignore_index=True,
+        )
         band = Band(
             start=start,
             step=step,
