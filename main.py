@@ -134,6 +134,10 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(exc, exit_code_for(exc))
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    except OSError as exc:  # the file system said no: a path or permission the operator can fix
+        logger.opt(exception=exc).debug("failed")
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}; check the path and its permissions", 2)
     except Exception as exc:  # a bug: keep the traceback in the log, give the operator one line
         logger.opt(exception=exc).error("internal error")
         logs = Path(settings.monitoring.logs_dir) / "application.log"
@@ -302,8 +306,9 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
         history=m.refit_history_days * DAY,
         min_rows=settings.data.min_rows,
     )
-    from core.refit import InlineExecutor
+    from core.refit import InlineExecutor, ProcessFitter, fit_here
 
+    replaying = m.source == "replay"
     refitter = Refitter(
         store,
         source,
@@ -312,7 +317,8 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
         artifact_path=model_path,
         clip=clip,
         clock=clock,
-        executor=InlineExecutor() if m.source == "replay" else None,
+        executor=InlineExecutor() if replaying else None,
+        fitter=fit_here if replaying else ProcessFitter(),
     )
     stop = threading.Event()
     monitor = Monitor(

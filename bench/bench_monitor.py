@@ -102,6 +102,9 @@ def _proc(pid: int) -> tuple[float, float]:
 def bench_daemon(series: int, seconds: float) -> dict[str, object]:
     """Run main.py --mode monitor with ``series`` simulated hosts; sample CPU and RSS every second."""
     with tempfile.TemporaryDirectory() as tmp:
+        # A copy: the daemon updates its artifact after refits.
+        model = Path(tmp) / "model.json"
+        model.write_bytes((ROOT / "outputs" / "cpu_anomaly_model.json").read_bytes())
         cfg = Path(tmp) / "bench.yaml"
         cfg.write_text(
             f"simulator:\n  series: {series}\nmonitoring:\n  interval_seconds: 1\n"
@@ -115,7 +118,7 @@ def bench_daemon(series: int, seconds: float) -> dict[str, object]:
             "--config",
             str(cfg),
             "--model-path",
-            str(ROOT / "outputs" / "cpu_anomaly_model.json"),
+            str(model),
             "--duration",
             str(seconds),
         ]

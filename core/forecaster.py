@@ -12,7 +12,6 @@ Seasonality follows wall-clock time in ``seasonality_timezone``; timestamps stay
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -46,7 +45,7 @@ class FittedModel:
 
     kind: str
     band: Band
-    params: dict[str, Any] | None
+    params: str | None  # the model's own serialisation (Prophet's model_to_json), if it has one
     train_start: float
     train_end: float
     train_rows: int
@@ -166,7 +165,7 @@ class ProphetForecaster:
         return FittedModel(
             kind=self.kind,
             band=_clip(band, clip),
-            params=json.loads(model_to_json(model)),
+            params=model_to_json(model),
             train_start=float(t[0]),
             train_end=float(t[-1]),
             train_rows=len(frame),

@@ -26,10 +26,10 @@ from core.band import DAY
 from core.config import ModelSettings
 from core.detector import ModelStore
 from core.errors import AnomalyDetectorError
-from core.forecaster import ProfileForecaster, fit_with_fallback
+from core.forecaster import FittedModel, ProfileForecaster, fit_with_fallback
 from core.records import SeriesRef, Source
 
-__all__ = ["DaemonExecutor", "InlineExecutor", "RefitPolicy", "Refitter"]
+__all__ = ["DaemonExecutor", "InlineExecutor", "ProcessFitter", "RefitPolicy", "Refitter", "fit_here"]
 
 
 class DaemonExecutor(Executor):
@@ -72,6 +72,59 @@ class DaemonExecutor(Executor):
                 future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # delivered through the future
                 future.set_exception(exc)
+
+
+Fitter = Callable[[ModelSettings, pd.DataFrame, "tuple[float, float] | None"], FittedModel]
+
+
+def fit_here(settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None) -> FittedModel:
+    """Fit in this process (replays and tests)."""
+    return fit_with_fallback(settings, frame, clip=clip)
+
+
+def _fit_remote(
+    settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None
+) -> FittedModel:
+    fitted = fit_with_fallback(settings, frame, clip=clip)
+    fitted.forecast = None  # only the band and the serialisation travel back
+    return fitted
+
+
+class ProcessFitter:
+    """Fit in a worker process, so the loop never waits for the GIL while Prophet runs.
+
+    The worker comes from a forkserver (a clean single-threaded parent with Prophet preloaded) and is
+    replaced every 20 fits to bound its memory. ``close`` terminates it at once: a fit running at
+    shutdown is abandoned (the old model stays in the artifact), never waited for. Results come back
+    over a pipe from our own child process; no model file is ever unpickled.
+    """
+
+    def __init__(self, maxtasksperchild: int = 20) -> None:
+        self._maxtasks = maxtasksperchild
+        self._pool: Any = None
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None
+    ) -> FittedModel:
+        """Fit ``frame`` in the worker and return the result."""
+        with self._lock:
+            if self._pool is None:
+                import multiprocessing
+
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(["core.refit", "core._preload"])
+                self._pool = ctx.Pool(processes=1, maxtasksperchild=self._maxtasks)
+            pool = self._pool
+        result: FittedModel = pool.apply(_fit_remote, (settings, frame, clip))
+        return result
+
+    def close(self) -> None:
+        """Stop the worker now."""
+        with self._lock:
+            if self._pool is not None:
+                self._pool.terminate()
+                self._pool = None
 
 
 class InlineExecutor(Executor):
@@ -125,6 +178,7 @@ class Refitter:
         artifact_path: str | Path | None = None,
         clock: Callable[[], float] = time.time,
         clip: tuple[float, float] | None = None,
+        fitter: Fitter = fit_here,
     ) -> None:
         self.store = store
         self.source = source
@@ -134,6 +188,7 @@ class Refitter:
         self.artifact_path = Path(artifact_path) if artifact_path else None
         self.clock = clock
         self.clip = clip
+        self.fitter = fitter
         self.stats = RefitStats()
         self._pending: dict[str, Future[SeriesModel | None]] = {}
         self._next_try: dict[str, float] = {}
@@ -196,8 +251,11 @@ class Refitter:
         self.collect()
 
     def close(self) -> None:
-        """Stop accepting work; running fits finish in the background."""
+        """Stop accepting work; a fit still running is abandoned."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        close = getattr(self.fitter, "close", None)
+        if close is not None:
+            close()
 
     def _fit(self, series: SeriesRef, now: float) -> SeriesModel | None:
         started = time.perf_counter()
@@ -211,9 +269,9 @@ class Refitter:
             return None
         frame = pd.DataFrame({"ds": pd.to_datetime(t, unit="s", utc=True), "y": y})
         if self.settings.kind == "prophet" and t[-1] - t[0] < self.policy.prophet_min_span:
-            fitted = ProfileForecaster(self.settings).fit(frame, clip=self.clip)
+            fitted = ProfileForecaster(self.settings).fit(frame, clip=self.clip)  # milliseconds: no process
         else:
-            fitted = fit_with_fallback(self.settings, frame, clip=self.clip)
+            fitted = self.fitter(self.settings, frame, self.clip)
         self.stats.fits += 1
         self.stats.by_kind[fitted.kind] = self.stats.by_kind.get(fitted.kind, 0) + 1
         self.stats.last_seconds = time.perf_counter() - started

@@ -71,7 +71,7 @@ def test_artifact_is_json_with_an_envelope_and_no_pickle(tmp_path, prophet_model
     assert {"prophet", "pandas", "numpy", "python", "app"} <= set(data["versions"])
     entry = data["series"][0]
     assert entry["training"]["rows"] == prophet_model.train_rows
-    assert isinstance(entry["prophet"], dict) and "params" in entry["prophet"]
+    assert isinstance(entry["prophet"], str) and "params" in json.loads(entry["prophet"])
 
 
 def test_band_covers_training_span_and_horizon(prophet_model):

@@ -185,8 +185,9 @@ def test_config_values_reach_the_model():
     wide = ProphetForecaster(ModelSettings(interval_width=0.99, uncertainty_samples=200)).fit(frame)
     assert np.mean(narrow.band.upper - narrow.band.lower) < 0.5 * np.mean(wide.band.upper - wide.band.lower)
     assert narrow.band.step == 1800 and wide.band.step == 900
-    assert narrow.params["changepoint_prior_scale"] == 0.3 and narrow.params["interval_width"] == 0.5
-    assert narrow.params["uncertainty_samples"] == 200
+    params = json.loads(narrow.params)
+    assert params["changepoint_prior_scale"] == 0.3 and params["interval_width"] == 0.5
+    assert params["uncertainty_samples"] == 200
 
 
 @pytest.mark.slow
