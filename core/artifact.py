@@ -31,7 +31,7 @@ import pandas as pd
 from core import __version__
 from core.band import Band
 from core.errors import ModelError
-from core.fsutil import atomic_write_text
+from core.fsutil import atomic_open
 
 if TYPE_CHECKING:
     from core.forecaster import FittedModel
@@ -174,10 +174,10 @@ def package_versions() -> dict[str, str]:
 
 
 def save_artifact(artifact: ModelArtifact, path: str | Path) -> int:
-    """Write the artifact atomically as JSON; return its size in bytes."""
-    text = json.dumps(artifact.to_dict(), allow_nan=False, separators=(",", ":"))
-    atomic_write_text(path, text)
-    return len(text.encode())
+    """Write the artifact atomically as JSON, streamed (no whole-file string); return its size in bytes."""
+    with atomic_open(path) as handle:
+        json.dump(artifact.to_dict(), handle, allow_nan=False, separators=(",", ":"))
+    return Path(path).stat().st_size
 
 
 def load_artifact(path: str | Path) -> ModelArtifact:

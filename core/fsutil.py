@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-__all__ = ["atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_open", "atomic_write_json", "atomic_write_text"]
 
 
-def atomic_write_text(path: str | Path, text: str, *, mode: int | None = None, durable: bool = True) -> None:
-    """Write ``text`` to ``path`` so readers see the old file or the new one, never a torn one.
+@contextmanager
+def atomic_open(path: str | Path, *, mode: int | None = None, durable: bool = True) -> Iterator[IO[str]]:
+    """Yield a text file that replaces ``path`` only when the block succeeds (readers never see it torn).
 
     ``durable`` also fsyncs the data and the directory (survives a power cut, costs milliseconds).
     """
@@ -22,7 +25,7 @@ def atomic_write_text(path: str | Path, text: str, *, mode: int | None = None, d
     try:
         os.fchmod(fd, 0o644 if mode is None else mode)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+            yield handle
             handle.flush()
             if durable:
                 os.fsync(handle.fileno())
@@ -30,10 +33,13 @@ def atomic_write_text(path: str | Path, text: str, *, mode: int | None = None, d
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if not durable:
-        return
+    if durable:
+        _fsync_dir(target.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
     try:
-        dir_fd = os.open(target.parent, os.O_RDONLY)
+        dir_fd = os.open(directory, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -42,6 +48,12 @@ def atomic_write_text(path: str | Path, text: str, *, mode: int | None = None, d
         pass
     finally:
         os.close(dir_fd)
+
+
+def atomic_write_text(path: str | Path, text: str, *, mode: int | None = None, durable: bool = True) -> None:
+    """Write ``text`` to ``path`` atomically (see :func:`atomic_open`)."""
+    with atomic_open(path, mode=mode, durable=durable) as handle:
+        handle.write(text)
 
 
 def atomic_write_json(path: str | Path, data: Any, *, indent: int | None = 2, durable: bool = True) -> None:

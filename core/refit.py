@@ -193,6 +193,9 @@ class Refitter:
         self._pending: dict[str, Future[SeriesModel | None]] = {}
         self._next_try: dict[str, float] = {}
         self._save_lock = threading.Lock()
+        self._dirty = False
+        self._saved_at = time.monotonic()
+        self.save_every = 300.0
 
     def due(self, series: SeriesRef, now: float) -> bool:
         """Return whether a series should be refitted now."""
@@ -235,7 +238,10 @@ class Refitter:
                 continue
             self.store.put(model)
             installed += 1
-        if installed and self.artifact_path is not None:
+        self._dirty = self._dirty or installed > 0
+        # Rewriting the artifact (all series) is heavy: once the queue of fits has drained, or at
+        # most every save_every seconds while many are running (e.g. a fleet's first fits).
+        if self._dirty and (not self._pending or time.monotonic() - self._saved_at >= self.save_every):
             self._save()
         return installed
 
@@ -251,8 +257,10 @@ class Refitter:
         self.collect()
 
     def close(self) -> None:
-        """Stop accepting work; a fit still running is abandoned."""
+        """Stop accepting work (a fit still running is abandoned); save models not yet saved."""
         self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._dirty:
+            self._save(now=True)
         close = getattr(self.fitter, "close", None)
         if close is not None:
             close()
@@ -288,14 +296,25 @@ class Refitter:
             scale=previous.scale if previous else 1.0,
         )
 
-    def _save(self) -> None:
-        assert self.artifact_path is not None
+    def _save(self, *, now: bool = False) -> None:
+        """Rewrite the artifact with every current model: on the refit thread, or ``now`` (at close)."""
+        self._dirty = False
+        self._saved_at = time.monotonic()
+        if self.artifact_path is None:
+            return
         base = self.store.artifact
         artifact = ModelArtifact(
             models=self.store.models(),
             config_hash=base.config_hash if base else "sha256:unknown",
             model_settings=base.model_settings if base else {"model": self.settings.model_dump(mode="json")},
         )
+        if now:
+            self._write(artifact)
+        else:
+            self.executor.submit(self._write, artifact)  # serialising many series takes a while
+
+    def _write(self, artifact: ModelArtifact) -> None:
+        assert self.artifact_path is not None
         with self._save_lock:
             try:
                 save_artifact(artifact, self.artifact_path)
