@@ -90,13 +90,33 @@ def bench_loop(series: int, seconds: float) -> dict[str, float]:
     }
 
 
-def _proc(pid: int) -> tuple[float, float]:
-    """Return (CPU seconds used, RSS in MB) of a process."""
+def _stat(pid: int) -> tuple[int, float, float]:
+    """Return (parent pid, CPU seconds used incl. reaped children, RSS in MB) of one process."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
-    cpu = (int(fields[11]) + int(fields[12])) / ticks
+    cpu = sum(int(f) for f in fields[11:15]) / ticks  # utime, stime, cutime, cstime
     rss = int(fields[21]) * os.sysconf("SC_PAGE_SIZE") / 1e6
-    return cpu, rss
+    return int(fields[1]), cpu, rss
+
+
+def _proc(pid: int) -> tuple[float, float, float, float]:
+    """Return (CPU s, RSS MB) of the daemon alone and of its whole process tree (refit workers too)."""
+    stats = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stats[int(entry.name)] = _stat(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, _, _) in stats.items():
+            if ppid == parent and child not in tree:
+                tree.add(child)
+                frontier.append(child)
+    main_cpu, main_rss = stats[pid][1], stats[pid][2]
+    return main_cpu, main_rss, sum(stats[p][1] for p in tree), sum(stats[p][2] for p in tree)
 
 
 def bench_daemon(series: int, seconds: float) -> dict[str, object]:
@@ -140,11 +160,19 @@ def bench_daemon(series: int, seconds: float) -> dict[str, object]:
     t = np.array([s[0] for s in samples])
     cpu = np.array([s[1] for s in samples])
     rss = np.array([s[2] for s in samples])
+    tree_cpu = np.array([s[3] for s in samples])  # monotone only while no worker has exited
+    tree_rss = np.array([s[4] for s in samples])
     fits = report["refits"]["fits"]
     # Steady state: the last third of the run, if every refit is done by then.
     steady = t >= t[-1] * 2 / 3
     share = np.diff(cpu[steady]).sum() / np.diff(t[steady]).sum() * 100 if steady.sum() > 2 else float("nan")
     whole = (cpu[-1] - cpu[0]) / (t[-1] - t[0]) * 100
+    # Workers are recycled (their CPU time leaves the tree when they exit): sum the positive steps.
+    tree_steps = np.clip(np.diff(tree_cpu), 0, None)
+    tree_whole = tree_steps.sum() / (t[-1] - t[0]) * 100
+    tree_share = (
+        tree_steps[steady[1:]].sum() / np.diff(t[steady]).sum() * 100 if steady.sum() > 2 else float("nan")
+    )
     return {
         "series": series,
         "seconds": seconds,
@@ -156,6 +184,12 @@ def bench_daemon(series: int, seconds: float) -> dict[str, object]:
         "cpu_percent_of_a_core_last_third": round(float(share), 1),
         "rss_mb_max": round(float(rss.max()), 1),
         "rss_mb_last": round(float(rss[-1]), 1),
+        "with_refit_workers": {
+            "cpu_percent_of_a_core_whole_run": round(float(tree_whole), 1),
+            "cpu_percent_of_a_core_last_third": round(float(tree_share), 1),
+            "rss_mb_max": round(float(tree_rss.max()), 1),
+            "rss_mb_last": round(float(tree_rss[-1]), 1),
+        },
     }
 
 
