@@ -94,6 +94,7 @@ class ModelSettings(_Section):
     seasonality_prior_scale: float = Field(10.0, gt=0, le=100)
     interval_width: float = Field(0.95, gt=0, lt=1)
     uncertainty_samples: int = Field(1000, ge=0, le=10000)
+    random_seed: int = Field(42, ge=0)
     train_ratio: float = Field(0.8, gt=0, le=1)
     horizon_days: float = Field(7.0, gt=0, le=90)
     band_step_seconds: int | None = Field(None, ge=1)

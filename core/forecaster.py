@@ -148,10 +148,20 @@ class ProphetForecaster:
         grid = pd.to_datetime(start + step * np.arange(n), unit="s", utc=True)
         # In chunks: Prophet's uncertainty sampling holds rows x samples matrices; chunks bound the memory.
         inputs = self._frame(grid)
-        forecast = pd.concat(
-            [model.predict(inputs.iloc[i : i + PREDICT_CHUNK]) for i in range(0, len(inputs), PREDICT_CHUNK)],
-            ignore_index=True,
-        )
+        # Prophet samples its intervals from NumPy's global generator: seed it for reproducible bands,
+        # and give the caller's generator state back afterwards.
+        state = np.random.get_state()
+        np.random.seed(self.settings.random_seed)
+        try:
+            forecast = pd.concat(
+                [
+                    model.predict(inputs.iloc[i : i + PREDICT_CHUNK])
+                    for i in range(0, len(inputs), PREDICT_CHUNK)
+                ],
+                ignore_index=True,
+            )
+        finally:
+            np.random.set_state(state)
         band = Band(
             start=start,
             step=step,
