@@ -148,6 +148,20 @@ def test_kill_9_during_the_outage_then_restart_loses_nothing(tmp_path, prometheu
     assert_all_exactly_once(lines, vm.url)
 
 
+def test_prometheus_stopped_and_restarted_mid_run(tmp_path, prometheus_fresh):
+    """The source goes away for a while: ticks fail fast, the loop goes on, points resume after."""
+    env = env_for(tmp_path, PROMETHEUS_URL=prometheus_fresh.url)
+    with schedule_outage(prometheus_fresh, 6, 14):
+        result = run(monitor_cmd("--duration", "35"), tmp_path, env, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "source unavailable" in result.stdout
+    report = json.loads((tmp_path / "logs" / "system_report.json").read_text())
+    assert report["monitor"]["source_errors"] >= 3 and report["monitor"]["missed_ticks"] == 0
+    ts = sorted(r["ts"] for r in scored(tmp_path))
+    assert ts[0] < ts[-1] - 25  # points from before the outage and from well after it
+    assert ts == sorted(set(ts))
+
+
 def test_sigterm_flushes_and_exits_0(tmp_path, prometheus, victoria_metrics_fresh):
     vm = victoria_metrics_fresh
     env = env_for(tmp_path, PROMETHEUS_URL=prometheus.url, INFLUXDB_URL=vm.url, INFLUXDB_TOKEN="t")

@@ -80,10 +80,6 @@ class ReplaySource:
         hi = int(np.searchsorted(s.t, end, side="right"))
         return PointBatch(series, s.t[lo:hi], s.y[lo:hi], self.name)
 
-    def done(self) -> bool:
-        """Return whether every row has been delivered."""
-        return all(self._cursor[sid] >= len(s.t) for sid, s in self.series.items())
-
     def close(self) -> None:
         """Nothing to release."""
 
