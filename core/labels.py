@@ -8,12 +8,12 @@ Window ends are inclusive timestamps (``YYYY-MM-DD HH:MM:SS[.ffffff]``), naive o
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
 from core.errors import DataError
+from core.nab import read_windows
 
 __all__ = ["ALL_SERIES", "load_windows", "matches"]
 
@@ -33,36 +33,30 @@ def load_windows(
     """Return the windows of ``dataset`` per series id (``ALL_SERIES``: file-wide), in epoch seconds."""
     file = Path(path)
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = read_windows(file)  # NAB's reader: the format and its shape checks live there
     except FileNotFoundError as exc:
         raise DataError(f"{file}: labels file not found; pass an existing JSON file with --labels") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise DataError(f"{file}: cannot read labels ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{file} line {exc.lineno}: not valid JSON ({exc.msg})") from exc
-    if not isinstance(data, dict):
-        raise DataError(f"{file}: expected an object mapping data files to lists of [start, end] windows")
+    except ValueError as exc:
+        raise DataError(str(exc)) from exc
     out: dict[str, list[tuple[float, float]]] = {}
     for key, windows in data.items():
         file_key, _, series = str(key).partition("::")
         if not matches(file_key, dataset):
             continue
-        if not isinstance(windows, list):
-            raise DataError(f"{file}: entry {key!r} must be a list of [start, end] windows")
         parsed = []
         for window in windows:
-            if not (isinstance(window, list) and len(window) == 2):
-                raise DataError(f"{file}: entry {key!r}: window {window!r} must be [start, end]")
             try:
                 lo, hi = (pd.Timestamp(w) for w in window)
             except (ValueError, TypeError) as exc:
                 raise DataError(
-                    f"{file}: entry {key!r}: window {window!r} has a timestamp that is not a date"
+                    f"{file}: entry {key!r}: window {list(window)!r} has a timestamp that is not a date"
                 ) from exc
             lo = lo.tz_localize(timezone) if lo.tzinfo is None else lo
             hi = hi.tz_localize(timezone) if hi.tzinfo is None else hi
             if hi < lo:
-                raise DataError(f"{file}: entry {key!r}: window {window!r} ends before it starts")
+                raise DataError(f"{file}: entry {key!r}: window {list(window)!r} ends before it starts")
             parsed.append((lo.as_unit("ns").value / 1e9, hi.as_unit("ns").value / 1e9))
         out.setdefault(series or ALL_SERIES, []).extend(parsed)
     return out
