@@ -417,6 +417,12 @@ class Cursor:
         self.path = log.spool_dir / f"{name}.cursor"
         self.dropped_records = 0
         self.corrupt_records = 0
+        # Records the log deleted for space after this cursor read them but before they were
+        # acknowledged: the forwarder still holds them and will send them, unless the process dies
+        # first. Kept in the cursor file, so a restart counts them as dropped instead of losing them
+        # silently (see _drop_segment).
+        self._at_risk = 0
+        self._risk_seq = -1
         self._next_path = self.path.with_name(f".{self.path.name}.next")
         self._prepared: tuple[int, int] | None = None
         with log._lock:
@@ -444,11 +450,20 @@ class Cursor:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
             seq, offset = int(data["seq"]), int(data["offset"])
+            at_risk = int(data.get("at_risk", 0))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
             logger.error(f"{self.path}: unreadable cursor ({exc}); starting from the oldest segment")
             return None
+        if at_risk > 0:
+            self.dropped_records += at_risk
+            self.log.dropped_records += at_risk
+            logger.error(
+                f"{self.path}: {at_risk} records were in flight to {self.name} when the full spool deleted "
+                "their segment, and the process stopped before the database acknowledged them: they are "
+                "lost. Fix the database or raise spool.max_bytes"
+            )
         segment = self.log._segments.get(seq)
         if segment is None:
             if seq < min(self.log._segments):
@@ -462,8 +477,11 @@ class Cursor:
         return Position(seq, offset, line)
 
     def _persist(self, pos: Position) -> None:
+        data = {"seq": pos.seq, "offset": pos.offset}
+        if self._at_risk:
+            data["at_risk"] = self._at_risk
         try:
-            _write_json(self.path, {"seq": pos.seq, "offset": pos.offset}, fsync=self.log.fsync)
+            _write_json(self.path, data, fsync=self.log.fsync)
         except OSError as exc:
             raise SinkError(f"{self.path}: cannot save the cursor ({exc.strerror})") from exc
 
@@ -543,7 +561,9 @@ class Cursor:
             pos = self.log._normalize(pos)
             if pos.key <= self._committed.key:
                 return
-            if prepared:
+            if pos.seq > self._risk_seq:
+                self._at_risk = 0  # what was in flight is acknowledged now
+            if prepared and not self._at_risk:
                 try:
                     os.replace(self._next_path, self.path)
                     self.log._sync_dir()  # after the rename: outside the window that matters
@@ -574,18 +594,32 @@ class Cursor:
         return self.log.lag(self._read_pos)[0]
 
     def _drop_segment(self, seq: int, segment: _Segment) -> None:
-        """Jump past a segment the log deletes for space; count what this cursor had not read."""
-        if self._read_pos.seq > seq:
+        """Jump past a segment the log deletes for space; count what this cursor had not read.
+
+        Records of the segment already read but not acknowledged are in flight: the forwarder holds
+        them and will still send them, so they are not counted as lost; but the committed position
+        stays before them and their number goes into the cursor file (``at_risk``), so that a restart
+        after a crash counts them as dropped instead of losing them without a trace.
+        """
+        done, read = self._committed, self._read_pos
+        if done.seq > seq:
             return
-        lost = segment.lines - (self._read_pos.line if self._read_pos.seq == seq else 0)
+        start = done.line if done.seq == seq else 0
+        read_end = segment.lines if read.seq > seq else (read.line if read.seq == seq else 0)
+        in_flight = max(0, read_end - start)
+        lost = segment.lines - max(read_end, start)
         after = Position(seq + 1, 0, 0)
-        self._read_pos = after
-        if self._committed.key < after.key:
+        if read.key < after.key:
+            self._read_pos = after
+        if in_flight:
+            self._at_risk += in_flight
+            self._risk_seq = max(self._risk_seq, seq)
+        elif done.key < after.key:
             self._committed = after
-            try:
-                self._persist(after)
-            except SinkError as exc:
-                logger.error(str(exc))
+        try:
+            self._persist(self._committed)
+        except SinkError as exc:
+            logger.error(str(exc))
         if lost > 0:
             self.dropped_records += lost
             self.log.dropped_records += lost
