@@ -71,10 +71,6 @@ class Detector:
         self.store = store
         self.params = params
 
-    def score(self, batch: PointBatch) -> list[ScoredRecord]:
-        """Score one batch (see :meth:`score_many`)."""
-        return self.score_many([batch])
-
     def score_many(self, batches: Sequence[PointBatch]) -> list[ScoredRecord]:
         """Score the batches of one tick in a single vectorised pass.
 

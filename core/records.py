@@ -1,7 +1,7 @@
 """The data that flows through the monitor loop: series, point batches, scored records; and the protocols.
 
     Source.poll(now, last_seen) -> [PointBatch]          (one batch per series, points on the interval grid)
-    Detector.score(batch)       -> [ScoredRecord]
+    Detector.score_many(batches) -> [ScoredRecord]       (all series of a tick in one vectorised pass)
     Sink.write([ScoredRecord])                            (the write-ahead log first, then the rest)
 
 A :class:`ScoredRecord` is exactly one line of ``logs/metrics.jsonl``; the database forwarders turn the
