@@ -434,9 +434,9 @@ def gaussian_scores(nab_corpus: list[CorpusFile]) -> dict[str, np.ndarray]:
 
 
 def test_subset_shape(nab_corpus: list[CorpusFile]) -> None:
-    # SOURCE.md: 28 CSVs and 36 windows; the repeated 03:00 stamps do not disturb the mapping.
-    assert len(nab_corpus) == 28
-    assert sum(len(f.windows) for f in nab_corpus) == 36
+    # SOURCE.md: 42 CSVs and 69 windows; the repeated 03:00 stamps do not disturb the mapping.
+    assert len(nab_corpus) == 42
+    assert sum(len(f.windows) for f in nab_corpus) == 69
     by_key = {f.key: f for f in nab_corpus}
     assert by_key["realAWSCloudwatch/ec2_disk_write_bytes_1ef3de.csv"].windows == ((2399, 2871),)
     assert by_key["realAWSCloudwatch/ec2_network_in_5abac7.csv"].windows == ((2490, 2726), (3091, 3327))
@@ -445,12 +445,12 @@ def test_subset_shape(nab_corpus: list[CorpusFile]) -> None:
 def test_null_detector_on_subset(nab_corpus: list[CorpusFile]) -> None:
     result = nab.score_corpus(nab_corpus, {f.key: np.zeros(f.rows) for f in nab_corpus})
     assert [result[p.name] for p in PROFILES] == [0.0, 0.0, 0.0]
-    assert result["raw"] == {"standard": -36.0, "reward_low_FP_rate": -36.0, "reward_low_FN_rate": -72.0}
+    assert result["raw"] == {"standard": -69.0, "reward_low_FP_rate": -69.0, "reward_low_FN_rate": -138.0}
 
 
 @pytest.mark.parametrize(
     ("decimals", "expected"),
-    [(None, [30.6, 15.1, 37.6]), (12, [26.5, 2.2, 37.1])],
+    [(None, [30.8, 17.0, 37.3]), (12, [30.6, 16.4, 37.3])],
     ids=["exact floats", "rounded to 12 decimals"],
 )
 def test_windowed_gaussian_matches_baselines(
