@@ -222,7 +222,7 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
     from core import __version__
     from core.artifact import load_artifact
     from core.band import DAY
-    from core.detector import Detector, ModelStore
+    from core.detector import Detector, ModelStore, calibration_params
     from core.errors import ConfigError, ModelError
     from core.monitor import Monitor
     from core.refit import RefitPolicy, Refitter
@@ -256,7 +256,7 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
         sim = SimClock(min(float(r.t[0]) for r in recorded) - step)
         source: Any = ReplaySource(recorded, sim, start_at=sim())
         clock, sleep, duration = sim, sim.sleep, source.end - sim() + step
-        m = m.model_copy(update={"interval_seconds": step, "refit_interval_hours": 0.0})
+        m = m.model_copy(update={"interval_seconds": step})
         settings = settings.model_copy(update={"monitoring": m})
         name = args.dataset or "dataset.csv"
         logger.info(f"source: replay of {name} ({len(recorded)} series, step {step:g} s)")
@@ -323,7 +323,13 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
     stop = threading.Event()
     monitor = Monitor(
         source,
-        Detector(store, score_params(settings)),
+        Detector(
+            store,
+            score_params(settings),
+            calibration_params(settings),
+            history=source.history,
+            prime_seconds=calibration_params(settings).prime_rows * m.interval_seconds,
+        ),
         [files],
         interval=m.interval_seconds,
         refitter=refitter,

@@ -93,7 +93,7 @@ class ModelSettings(_Section):
     changepoint_prior_scale: float = Field(0.05, gt=0, le=10)
     seasonality_prior_scale: float = Field(10.0, gt=0, le=100)
     interval_width: float = Field(0.95, gt=0, lt=1)
-    uncertainty_samples: int = Field(1000, ge=0, le=10000)
+    uncertainty_samples: int = Field(0, ge=0, le=10000)
     random_seed: int = Field(42, ge=0)
     train_ratio: float = Field(0.8, gt=0, le=1)
     horizon_days: float = Field(7.0, gt=0, le=90)
@@ -111,9 +111,9 @@ class ModelSettings(_Section):
 class SeverityCuts(_Section):
     """Score cut points: LOW above 1 (the band edge), then MEDIUM, HIGH, CRITICAL."""
 
-    medium: float = Field(1.5, gt=1)
-    high: float = Field(2.0, gt=1)
-    critical: float = Field(3.0, gt=1)
+    medium: float = Field(2.5, gt=1)
+    high: float = Field(3.0, gt=1)
+    critical: float = Field(4.0, gt=1)
 
     @model_validator(mode="after")
     def _ordered(self) -> SeverityCuts:
@@ -125,13 +125,33 @@ class SeverityCuts(_Section):
         return self
 
 
+class CalibrationSettings(_Section):
+    """How each series' band and score are calibrated online from its own residuals."""
+
+    window: int = Field(500, ge=20, le=100000)
+    min_history: int = Field(100, ge=10)
+    tail_quantile: float = Field(0.999, gt=0.5, lt=1)
+    shift_window: int = Field(12, ge=2, le=10000)
+    flat_window: int = Field(12, ge=2, le=10000)
+    flat_history: int = Field(4032, ge=20, le=100000)
+    flat_delay: int = Field(288, ge=0, le=100000)
+    learn_limit: float = Field(3.0, gt=0)
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> CalibrationSettings:
+        if self.min_history > self.window:
+            raise ValueError(f"min_history ({self.min_history}) must not exceed window ({self.window})")
+        return self
+
+
 class ScoringSettings(_Section):
     """Turn a value and its band into an anomaly score and a decision."""
 
-    threshold_multiplier: float = Field(1.5, gt=0, le=100)
+    threshold_multiplier: float = Field(2.0, gt=0, le=100)
     direction: Literal["both", "above", "below"] = "both"
     min_deviation: float = Field(0.0, ge=0)
     severity: SeverityCuts = Field(default_factory=SeverityCuts)
+    calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
 
 
 class MonitoringSettings(_Section):

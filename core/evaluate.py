@@ -9,8 +9,9 @@ incidents (``--labels``, or ``<dataset>_labels.json`` beside the dataset) count 
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,9 +22,11 @@ from loguru import logger
 
 from core.artifact import ModelArtifact, SeriesModel, load_artifact
 from core.band import DAY
+from core.baseline import baseline_scores
+from core.calibration import CalibrationParams, SeriesCalibrator
 from core.clock import SimClock
 from core.config import Settings
-from core.detector import Detector, ModelStore
+from core.detector import Detector, ModelStore, calibration_params
 from core.forecaster import fit_with_fallback
 from core.labels import ALL_SERIES, load_windows
 from core.metrics import event_metrics, point_metrics, roc_auc
@@ -31,7 +34,7 @@ from core.monitor import Monitor
 from core.quality import mape
 from core.records import ScoredRecord, SeriesRef
 from core.refit import InlineExecutor, RefitPolicy, Refitter
-from core.scoring import ScoreParams, score
+from core.scoring import ScoreParams, decide
 from core.sources.replay import ReplaySeries, ReplaySource
 from core.sources.simulator import Anomaly, anomaly_effect
 from core.train import load_dataset, score_params, split_series
@@ -77,6 +80,7 @@ def replay(
     interval: float,
     policy: RefitPolicy | None,
     clip: tuple[float, float] | None = None,
+    calibrator: Callable[[CalibrationParams], SeriesCalibrator] = SeriesCalibrator,
 ) -> dict[str, list[ScoredRecord]]:
     """Replay rows after ``start_at`` through the monitor loop on a simulated clock; return records."""
     clock = SimClock(start_at)
@@ -87,9 +91,17 @@ def replay(
         refitter = Refitter(
             store, source, settings.model, policy, executor=InlineExecutor(), clock=clock, clip=clip
         )
+    detector = Detector(
+        store,
+        params,
+        calibration_params(settings),
+        history=source.history,
+        prime_seconds=calibration_params(settings).prime_rows * interval,
+        calibrator=calibrator,
+    )
     monitor = Monitor(
         source,
-        Detector(store, params),
+        detector,
         [collector],
         interval=interval,
         refitter=refitter,
@@ -318,17 +330,13 @@ def summarise(results: list[EvaluatedSeries], params: ScoreParams, settings: Set
         entry = by_kind.setdefault(kind, {"events": 0, "detected": 0})
         entry["events"] += 1
         entry["detected"] += int(hit)
+    deviation = cat["y"] - cat["yhat"]
     sweep = []
     for k in settings.evaluation.threshold_grid:
-        p = ScoreParams(
-            threshold_multiplier=k,
-            direction=params.direction,
-            min_deviation=params.min_deviation,
-            medium=params.medium,
-            high=params.high,
-            critical=params.critical,
-        )
-        flagged_k = score(cat["y"], cat["yhat"], cat["lower"], cat["upper"], p).is_anomaly
+        # The same decision on the same recorded scores: only the threshold changes.
+        flagged_k = decide(
+            cat["score"], deviation, dataclasses.replace(params, threshold_multiplier=k)
+        ).is_anomaly
         pm = point_metrics(cat["truth"], flagged_k)
         em = event_metrics(events_all, flagged_k)
         sweep.append(
@@ -338,6 +346,7 @@ def summarise(results: list[EvaluatedSeries], params: ScoreParams, settings: Set
                 "event": {key: v for key, v in em.items() if key != "detected"},
             }
         )
+    baseline = _baseline(results, cat["truth"], cat["flagged"], events_all)
     return {
         "threshold_multiplier": params.threshold_multiplier,
         "points": int(len(cat["y"])),
@@ -351,7 +360,32 @@ def summarise(results: list[EvaluatedSeries], params: ScoreParams, settings: Set
         "coverage_normal": float(inside[normal].mean()) if normal.any() else None,
         "nominal_coverage": settings.model.interval_width,
         "threshold_analysis": sweep,
+        "baseline": baseline,
         "seed": settings.evaluation.seed,
+    }
+
+
+def _baseline(
+    results: list[EvaluatedSeries], truth: np.ndarray, flagged: np.ndarray, true_events: list[tuple[int, int]]
+) -> dict[str, Any]:
+    """Score the same replayed values with the ten-line baseline, at the detector's false-positive rate."""
+    parts = []
+    for r in results:
+        y = np.concatenate([r.train_y, r.y])
+        parts.append(baseline_scores(y)[len(r.train_y) :])
+    scores = np.concatenate(parts)
+    normal = ~truth
+    fpr = float(flagged[normal].mean()) if normal.any() else 0.0
+    # The baseline's threshold that flags the same share of normal points as the detector does.
+    cut = float(np.quantile(scores[normal], 1.0 - fpr)) if normal.any() else 0.5
+    chosen = scores > cut
+    em = event_metrics(true_events, chosen)
+    return {
+        "method": "|y - median of previous 12 rows| / trailing 99th percentile of 2,000 rows; s / (1 + s)",
+        "roc_auc": roc_auc(truth, scores),
+        "threshold": cut,
+        "point": point_metrics(truth, chosen).to_dict(),
+        "event": {key: v for key, v in em.items() if key != "detected"},
     }
 
 

@@ -162,14 +162,18 @@ class ProphetForecaster:
             )
         finally:
             np.random.set_state(state)
-        band = Band(
-            start=start,
-            step=step,
-            yhat=forecast["yhat"].to_numpy(float),
-            lower=forecast["yhat_lower"].to_numpy(float),
-            upper=forecast["yhat_upper"].to_numpy(float),
-            trained_until=float(t[-1]),
-        )
+        yhat = forecast["yhat"].to_numpy(float)
+        if self.settings.uncertainty_samples > 0:
+            lower = forecast["yhat_lower"].to_numpy(float)
+            upper = forecast["yhat_upper"].to_numpy(float)
+        else:
+            # No sampling: the starting band is yhat plus the quantiles of the in-sample residuals (the
+            # detector recalibrates it online from out-of-sample residuals).
+            fitted = np.interp(t, start + step * np.arange(n), yhat)
+            alpha = (1 - self.settings.interval_width) / 2
+            q_low, q_high = np.quantile(frame["y"].to_numpy(float) - fitted, [alpha, 1 - alpha])
+            lower, upper = yhat + min(q_low, 0.0), yhat + max(q_high, 0.0)
+        band = Band(start=start, step=step, yhat=yhat, lower=lower, upper=upper, trained_until=float(t[-1]))
         from prophet.serialize import model_to_json
 
         return FittedModel(
@@ -231,7 +235,9 @@ class ProfileForecaster:
         offset = _zone_offset(t, self.settings.seasonality_timezone)
         span = t[-1] - t[0]
         period: float | None = WEEK if span >= 2 * WEEK and self.settings.weekly_seasonality else DAY
-        if not (self.settings.daily_seasonality or self.settings.weekly_seasonality) or span < DAY:
+        if not (self.settings.daily_seasonality or self.settings.weekly_seasonality) or span < 2 * DAY:
+            # One period of history gives one value per slot: a profile that fits it exactly, with no
+            # residuals to size the band from. Two periods at least, as for Prophet's seasonalities.
             period = None
         slot = max(step, 300.0)
         if period is not None:

@@ -275,6 +275,12 @@ class Refitter:
             self._next_try[series.id] = now + min(self.policy.retry_after, max(self.policy.interval, 60.0))
             logger.debug(f"refit of {series.id} postponed: {len(t)} points, {self.policy.min_rows} needed")
             return None
+        previous = self.store.own(series.id)
+        if previous is not None and t[-1] <= previous.train_end:
+            # Nothing new since the last fit (the series is silent): the same data would give the same
+            # model. Look again after an interval instead of refitting on every tick of the gap.
+            self._next_try[series.id] = now + max(self.policy.interval, 60.0)
+            return None
         frame = pd.DataFrame({"ds": pd.to_datetime(t, unit="s", utc=True), "y": y})
         if self.settings.kind == "prophet" and t[-1] - t[0] < self.policy.prophet_min_span:
             fitted = ProfileForecaster(self.settings).fit(frame, clip=self.clip)  # milliseconds: no process
@@ -283,7 +289,6 @@ class Refitter:
         self.stats.fits += 1
         self.stats.by_kind[fitted.kind] = self.stats.by_kind.get(fitted.kind, 0) + 1
         self.stats.last_seconds = time.perf_counter() - started
-        previous = self.store.own(series.id)
         logger.info(
             f"refitted {series.id} ({fitted.kind}, {len(t)} points, {self.stats.last_seconds:.1f} s)"
             + ("" if previous else ": first own model")

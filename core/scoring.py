@@ -1,25 +1,31 @@
-"""Score values against a forecast band: pure and vectorised.
+"""Score values against a band and decide which are anomalies: pure and vectorised.
 
-For a value ``y`` with band ``(lower, yhat, upper)`` and threshold multiplier ``k``::
+The score and the decision are separate. A score is a number where higher is more unusual and **1.0 is
+the band edge**; for a value ``y`` with band ``(lower, yhat, upper)``::
 
     half  = upper - yhat  if y >= yhat  else  yhat - lower      (the half-width on the deviation's side)
-    score = |y - yhat| / (k * half)
+    score = |y - yhat| / half                                   (band_score)
 
-so ``score == 1`` is the edge of the band widened by ``k`` and ``is_anomaly = score > 1`` (strictly), on
-the configured side(s) and only where ``|y - yhat|`` exceeds the dead zone ``min_deviation``. A band of
-zero width on the deviation's side gives ``score = 0`` for an exact match and ``SCORE_CAP`` otherwise.
-Scores are capped at ``SCORE_CAP`` so they stay finite in JSON and databases.
+In the monitor the score comes from the calibrated band and its other channels (``core.calibration``);
+``band_score`` is the same rule for a band alone (the training report, the band before calibration).
 
-Severity (only for anomalies; ``NONE`` otherwise), with default cut points 1.5, 2 and 3::
+The decision (``decide``) with threshold ``k`` (``scoring.threshold_multiplier``)::
 
-    LOW       1      < score <= medium
-    MEDIUM    medium < score <= high
-    HIGH      high   < score <= critical
+    is_anomaly = score > k   on the configured side(s), where |y - yhat| exceeds the dead zone
+
+A band of zero width on the deviation's side gives score 0 for an exact match and ``SCORE_CAP``
+otherwise. Scores are capped at ``SCORE_CAP`` so they stay finite in JSON and databases.
+
+Severity (only for anomalies; ``NONE`` otherwise), cut points on the score itself::
+
+    LOW       k        < score <= medium
+    MEDIUM    medium   < score <= high
+    HIGH      high     < score <= critical
     CRITICAL  critical < score
 
-Confidence is how sure the anomaly decision is, in [0, 1]: ``|s^2 - 1| / (s^2 + 1)``. It is 0 on the
-band edge (a coin toss), 0.6 at twice the edge or half of it, and tends to 1 far outside the band
-(sure anomaly) and at the forecast itself (sure normal).
+(an anomaly above a cut point that is below ``k`` starts at that level). Confidence is how sure the
+decision is, in [0, 1]: ``|s^2 - k^2| / (s^2 + k^2)``: 0 on the threshold, 0.6 at twice or half of it,
+towards 1 far beyond it (sure anomaly) and at the forecast (sure normal).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Literal
 
 import numpy as np
 
-__all__ = ["SCORE_CAP", "SEVERITIES", "ScoreParams", "Scores", "score"]
+__all__ = ["SCORE_CAP", "SEVERITIES", "ScoreParams", "Scores", "band_score", "decide", "score"]
 
 SCORE_CAP = 1000.0
 SEVERITIES = ("NONE", "LOW", "MEDIUM", "HIGH", "CRITICAL")
@@ -37,7 +43,7 @@ SEVERITIES = ("NONE", "LOW", "MEDIUM", "HIGH", "CRITICAL")
 
 @dataclass(frozen=True)
 class ScoreParams:
-    """The decision rule: band widening, side, dead zone and severity cut points."""
+    """The decision rule: threshold on the score, side, dead zone and severity cut points."""
 
     threshold_multiplier: float = 1.0
     direction: Literal["both", "above", "below"] = "both"
@@ -70,14 +76,8 @@ class Scores:
         return names[self.severity].tolist()
 
 
-def score(
-    y: np.ndarray,
-    yhat: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    params: ScoreParams = ScoreParams(),
-) -> Scores:
-    """Score values against their band and decide which are anomalies (see the module docstring)."""
+def band_score(y: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """Return ``|y - yhat|`` over the band's half-width on the deviation's side (1.0 = band edge)."""
     y = np.asarray(y, dtype=np.float64)
     yhat = np.asarray(yhat, dtype=np.float64)
     dev = y - yhat
@@ -85,24 +85,53 @@ def score(
     half = np.where(above, np.asarray(upper, np.float64) - yhat, yhat - np.asarray(lower, np.float64))
     half = np.maximum(half, 0.0)  # a crossed band (lower > yhat) counts as zero width
     absdev = np.abs(dev)
-    width = params.threshold_multiplier * half
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        s = np.where(
-            width > 0, absdev / np.where(width > 0, width, 1.0), np.where(absdev > 0, SCORE_CAP, 0.0)
-        )
-    s = np.where(np.isnan(y), 0.0, np.minimum(s, SCORE_CAP))
+        s = np.where(half > 0, absdev / np.where(half > 0, half, 1.0), np.where(absdev > 0, SCORE_CAP, 0.0))
+    return np.where(np.isnan(y) | np.isnan(yhat), 0.0, np.minimum(s, SCORE_CAP))
 
-    side = np.ones_like(above)
+
+def decide(
+    s: np.ndarray, deviation: np.ndarray, params: ScoreParams = ScoreParams(), sign: np.ndarray | None = None
+) -> Scores:
+    """Apply the decision rule to scores (see the module docstring).
+
+    ``deviation`` is ``y - yhat`` (NaN where there is no value or no forecast: never an anomaly);
+    ``sign`` is the side of the evidence that decided the score (+1 above, -1 below, 0 for evidence with
+    no side, such as a stuck value); by default the deviation's sign.
+    """
+    s = np.minimum(np.nan_to_num(np.asarray(s, dtype=np.float64), nan=0.0), SCORE_CAP)
+    deviation = np.asarray(deviation, dtype=np.float64)
+    if sign is None:
+        side = np.where(np.nan_to_num(deviation, nan=0.0) >= 0, 1, -1)
+    else:
+        side = np.asarray(sign)
+    ok = np.ones(s.shape, dtype=bool)
     if params.direction == "above":
-        side = above
+        ok = side >= 0
     elif params.direction == "below":
-        side = ~above
-    anomaly = (s > 1.0) & side & (absdev > params.min_deviation) & ~np.isnan(y)
-
+        ok = side <= 0
+    valid = ~np.isnan(deviation)
+    anomaly = (s > params.threshold_multiplier) & ok & valid
+    if params.min_deviation > 0:
+        anomaly &= np.abs(np.nan_to_num(deviation, nan=0.0)) > params.min_deviation
     severity = np.zeros(s.shape, dtype=np.int8)
     severity[anomaly] = 1 + np.searchsorted(
         [params.medium, params.high, params.critical], s[anomaly], side="left"
     )
+    k2 = params.threshold_multiplier**2
     s2 = s * s
-    confidence = np.abs(s2 - 1.0) / (s2 + 1.0)
+    confidence = np.where(valid, np.abs(s2 - k2) / (s2 + k2), 0.0)
     return Scores(score=s, is_anomaly=anomaly, severity=severity, confidence=confidence)
+
+
+def score(
+    y: np.ndarray,
+    yhat: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    params: ScoreParams = ScoreParams(),
+) -> Scores:
+    """Score values against a band alone and decide which are anomalies."""
+    y = np.asarray(y, dtype=np.float64)
+    yhat = np.asarray(yhat, dtype=np.float64)
+    return decide(band_score(y, yhat, lower, upper), y - yhat, params)

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.scoring import SCORE_CAP, SEVERITIES, ScoreParams, score
+from core.scoring import SCORE_CAP, SEVERITIES, ScoreParams, decide, score
 
 # (y, yhat, lower, upper, params, expected score, is_anomaly, severity)
 CASES = [
@@ -23,8 +23,9 @@ CASES = [
     ("high cut", 71, 50, 40, 60, {}, 2.1, True, "HIGH"),
     ("critical cut is inclusive HIGH", 80, 50, 40, 60, {}, 3.0, True, "HIGH"),
     ("critical", 81, 50, 40, 60, {}, 3.1, True, "CRITICAL"),
-    ("multiplier widens the band", 70, 50, 40, 60, {"threshold_multiplier": 2.0}, 1.0, False, "NONE"),
-    ("multiplier 2, beyond", 75, 50, 40, 60, {"threshold_multiplier": 2.0}, 1.25, True, "LOW"),
+    ("threshold 2: 2 is not above", 70, 50, 40, 60, {"threshold_multiplier": 2.0}, 2.0, False, "NONE"),
+    ("threshold 2, beyond", 75, 50, 40, 60, {"threshold_multiplier": 2.0}, 2.5, True, "HIGH"),
+    ("threshold 0.5: inside flagged", 58, 50, 40, 60, {"threshold_multiplier": 0.5}, 0.8, True, "LOW"),
     ("zero-width band, exact", 50, 50, 50, 50, {}, 0.0, False, "NONE"),
     ("zero-width band, off", 50.5, 50, 50, 50, {}, SCORE_CAP, True, "CRITICAL"),
     ("zero width on one side only", 49, 50, 50, 60, {}, SCORE_CAP, True, "CRITICAL"),
@@ -52,9 +53,9 @@ def test_score_table(y, yhat, lower, upper, params, expected, anomaly, severity)
     assert 0.0 <= result.confidence[0] <= 1.0
 
 
-def test_confidence_is_zero_on_the_edge_and_grows_away_from_it():
+def test_confidence_is_zero_on_the_threshold_and_grows_away_from_it():
     s = score(np.array([60.0, 70.0, 55.0, 50.0, 200.0]), np.full(5, 50.0), np.full(5, 40.0), np.full(5, 60.0))
-    assert s.confidence[0] == 0.0  # on the edge: a coin toss
+    assert s.confidence[0] == 0.0  # on the threshold (k = 1, the edge): a coin toss
     assert s.confidence[1] == pytest.approx(0.6)  # twice the edge
     assert s.confidence[2] == pytest.approx(0.6)  # half the edge
     assert s.confidence[3] == 1.0  # at the forecast: surely normal
@@ -79,7 +80,9 @@ def test_score_properties(y, yhat, lo, hi, k):
     r = score(np.array([y]), np.array([yhat]), np.array([yhat - lo]), np.array([yhat + hi]), params)
     s = r.score[0]
     assert 0.0 <= s <= SCORE_CAP
-    assert bool(r.is_anomaly[0]) == (s > 1.0)
+    assert bool(r.is_anomaly[0]) == (s > k)
+    # The score does not depend on the threshold: 1.0 is the band edge whatever decides.
+    assert s == score(np.array([y]), np.array([yhat]), np.array([yhat - lo]), np.array([yhat + hi])).score[0]
     assert SEVERITIES[r.severity[0]] != "NONE" or not r.is_anomaly[0]
     # Moving further from the forecast never lowers the score.
     further = score(
@@ -101,3 +104,14 @@ def test_vectorised_equals_one_by_one():
         one = score(y[i : i + 1], yhat[i : i + 1], lower[i : i + 1], upper[i : i + 1])
         assert one.score[0] == batch.score[i]
         assert one.severity[0] == batch.severity[i]
+
+
+def test_decide_uses_the_side_of_the_evidence():
+    s = np.array([3.0, 3.0, 3.0, 3.0])
+    dev = np.array([-1.0, 1.0, 0.5, np.nan])
+    sign = np.array([1, -1, 0, 1])  # e.g. the mean of recent residuals above while this point is below
+    above = decide(s, dev, ScoreParams(direction="above"), sign=sign)
+    assert above.is_anomaly.tolist() == [True, False, True, False]  # no side (stuck value) counts for both
+    below = decide(s, dev, ScoreParams(direction="below"), sign=sign)
+    assert below.is_anomaly.tolist() == [False, True, True, False]
+    assert decide(s, dev).confidence[3] == 0.0  # no forecast: no decision
