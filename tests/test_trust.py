@@ -6,15 +6,307 @@ line on stderr, that no traceback escapes, and that a failed command leaves ``ou
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from core.cleaning import aggregate, find_outliers, nice_step
+
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"
 FAST = "model:\n  uncertainty_samples: 200\n  horizon_days: 1\n"
+
+
+def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "PROMETHEUS_"))}
+    return subprocess.run(
+        [sys.executable, str(MAIN), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**base, "TELEMETRY_PORT": "0", **(env or {})},
+    )
+
+
+def frame(days: float = 4, step: str = "15min", start: str = "2025-01-06", level: float = 40) -> pd.DataFrame:
+    t = pd.date_range(start, periods=int(days * pd.Timedelta("1D") / pd.Timedelta(step)), freq=step)
+    hours = t.hour + t.minute / 60
+    y = level + 15 * np.sin(2 * np.pi * hours / 24) + np.random.default_rng(0).normal(0, 2, len(t))
+    return pd.DataFrame({"timestamp": t.strftime("%Y-%m-%d %H:%M:%S"), "cpu_usage": y.round(2)})
+
+
+def write(path: Path, data: pd.DataFrame) -> Path:
+    data.to_csv(path, index=False)
+    return path
+
+
+def warnings(stdout: str) -> list[str]:
+    return [line.split(" | WARNING | ", 1)[1] for line in stdout.splitlines() if " | WARNING | " in line]
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory`` with its bytes (application.log, the log of every run, aside)."""
+    if not directory.exists():
+        return {}
+    return {
+        str(p.relative_to(directory)): p.read_bytes()
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not p.name.startswith("application.log")
+    }
+
+
+def assert_failed(result: subprocess.CompletedProcess[str], code: int, line: str) -> None:
+    assert (result.returncode, result.stderr) == (code, f"error: {line}\n"), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory holding a good dataset, a fast config and the model trained from them."""
+    base = tmp_path_factory.mktemp("trained")
+    write(base / "good.csv", frame())
+    (base / "c.yaml").write_text(FAST)
+    result = run(base, "--config", "c.yaml", "--dataset", "good.csv")
+    assert result.returncode == 0, result.stderr
+    return base
+
+
+@pytest.fixture
+def workdir(trained: Path, tmp_path: Path) -> Path:
+    """A copy of ``trained`` to break things in."""
+    shutil.copytree(trained, tmp_path / "w")
+    return tmp_path / "w"
+
+
+# Case 2: one bad value breaks the model.
+
+
+def test_one_huge_value_is_left_out_of_the_fit_and_named_by_its_line(tmp_path):
+    data = frame()
+    data.loc[100, "cpu_usage"] = 1e6
+    write(tmp_path / "d.csv", data)
+    (tmp_path / "c.yaml").write_text(FAST)
+    result = run(tmp_path, "--config", "c.yaml", "--dataset", "d.csv", "--no-plots")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert (
+        "series default: 1 outlier left out of the fit: line 102 (1e+06) (more than 10 robust deviations "
+        "from the rolling median); check those rows if they are not real"
+    ) in warnings(result.stdout)
+    meta = json.loads((tmp_path / "outputs" / "model_metadata.json").read_text())
+    entry = meta["series"]["default"]
+    assert entry["rows_excluded_as_outliers"] == 1 and entry["rows_train"] == 306
+    assert meta["dataset"]["unit"] == "percent"  # one typo does not turn percentages into raw numbers
+    assert entry["metrics"]["holdout"]["mean_band_width"] < 30  # was about 48,000 with the value inside
+
+
+@pytest.mark.parametrize(
+    ("cells", "line"),
+    [
+        ({50: "inf"}, "d.csv line 52: value 'inf' in 'cpu_usage' is not a finite number"),
+        ({60: "-Infinity"}, "d.csv line 62: value '-Infinity' in 'cpu_usage' is not a finite number"),
+        (
+            {70: "1e308"},
+            "d.csv line 72: value '1e308' in 'cpu_usage' is too large to compute with (the limit is ±1e+18)",
+        ),
+        ({80: "1e308", 40: "inf"}, "d.csv line 42: value 'inf' in 'cpu_usage' is not a finite number"),
+    ],
+    ids=["inf", "-Infinity", "1e308", "inf and 1e308"],
+)
+def test_non_finite_values_exit_2_and_leave_the_model_alone(workdir, cells, line):
+    data = frame().astype({"cpu_usage": object})
+    for row, text in cells.items():
+        data.loc[row, "cpu_usage"] = text
+    write(workdir / "d.csv", data)
+    before, logs = snapshot(workdir / "outputs"), snapshot(workdir / "logs")
+    result = run(workdir, "--config", "c.yaml", "--dataset", "d.csv")
+    assert_failed(result, 2, f"{line}; fix the value or remove the row (an empty cell is read as missing)")
+    assert snapshot(workdir / "outputs") == before and snapshot(workdir / "logs") == logs
+
+
+def test_a_train_that_fails_at_the_end_writes_nothing(workdir):
+    """Plots are drawn and the model fitted before the artifact's directory turns out to be unusable."""
+    (workdir / "blocker").write_text("a file where a directory should be\n")
+    before = snapshot(workdir / "outputs")
+    result = run(workdir, "--config", "c.yaml", "--dataset", "good.csv", "--model-path", "blocker/m.json")
+    assert result.returncode == 2 and result.stderr.startswith("error: blocker")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stdout + result.stderr
+    assert snapshot(workdir / "outputs") == before  # no plot, no metadata, no temporary file
+
+
+def test_the_next_train_after_a_refused_one_is_unaffected(workdir):
+    write(workdir / "bad.csv", frame().astype({"cpu_usage": object}).assign(cpu_usage="inf"))
+    assert run(workdir, "--config", "c.yaml", "--dataset", "bad.csv").returncode == 2
+    meta = json.loads((workdir / "outputs" / "model_metadata.json").read_text())
+    model = json.loads((workdir / "outputs" / "cpu_anomaly_model.json").read_text())
+    assert meta["model_version"] == model["model_version"]
+
+
+@pytest.mark.parametrize(
+    ("y", "expected"),
+    [
+        (np.r_[np.full(50, 40.0), 1e6, np.full(50, 40.0)], [50]),
+        (40 + np.sin(np.arange(200) / 5), []),
+        (np.r_[np.full(100, 10.0), np.full(100, 60.0)], []),  # a level shift is not an outlier
+        (np.r_[np.zeros(100), -500.0, np.zeros(100)], [100]),
+        (np.full(4, 40.0), []),
+    ],
+    ids=["spike", "smooth", "level shift", "negative glitch", "too short"],
+)
+def test_outlier_rule(y, expected):
+    t = np.arange(len(y)) * 300.0
+    assert np.flatnonzero(find_outliers(t, y)).tolist() == expected
+
+
+def test_outlier_rule_flags_at_most_one_percent():
+    y = np.random.default_rng(1).standard_cauchy(1000)
+    assert find_outliers(np.arange(1000) * 60.0, y).sum() <= 10
+
+
+# Case 3: 10 million rows at 1-second steps (here: minutes, against a configured 15-minute band).
+
+
+def test_data_finer_than_the_band_is_aggregated_and_short_history_is_named(tmp_path):
+    write(tmp_path / "d.csv", frame(days=4, step="1min"))
+    (tmp_path / "c.yaml").write_text(FAST + "  band_step_seconds: 900\n")
+    result = run(tmp_path, "--config", "c.yaml", "--dataset", "d.csv", "--no-plots")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    assert (
+        "series default: 4,608 training rows are finer than the band step; aggregated to 308 rows at 900 s "
+        "(one per step) before fitting"
+    ) in result.stdout
+    assert warnings(result.stdout) == [
+        "series default: 3.2 days of training history is too short for weekly seasonality (it needs 14.0 "
+        "days); the model has no weekly pattern: supply more history or set model.weekly_seasonality: false"
+    ]
+    meta = json.loads((tmp_path / "outputs" / "model_metadata.json").read_text())["series"]["default"]
+    assert meta["aggregated_to_seconds"] == 900 and meta["rows_train"] == 308
+    band = json.loads((tmp_path / "outputs" / "cpu_anomaly_model.json").read_text())["series"][0]["band"]
+    assert band["step"] == 900
+    # The band covers single points, not means: aggregation keeps a point's noise.
+    assert meta["metrics"]["holdout"]["coverage"] > 0.8
+
+
+def test_aggregate_keeps_one_row_per_step():
+    ds = pd.date_range("2025-01-01", periods=10, freq="1min", tz="UTC")
+    out = aggregate(pd.DataFrame({"ds": ds, "y": np.arange(10.0)}), 300)
+    assert out["y"].tolist() == [0.0, 5.0] and list(out["ds"]) == [ds[0], ds[5]]
+    assert [nice_step(s) for s in (0.5, 215, 300, 301, 50_000, 100_000)] == [1, 300, 300, 600, 86400, 172800]
+
+
+def test_a_file_is_read_in_chunks_with_its_line_numbers(tmp_path, monkeypatch):
+    import core.data as data
+
+    path = write(tmp_path / "d.csv", frame(days=1).assign(host=lambda f: np.where(f.index % 2, "a", "b")))
+    whole = data.load_csv(path)
+    monkeypatch.setattr(data, "CHUNK_ROWS", 7)
+    chunked = data.load_csv(path)
+    assert [s.id for s in chunked.series] == [s.id for s in whole.series] == ["host=b", "host=a"]
+    for a, b in zip(whole.series, chunked.series, strict=True):
+        pd.testing.assert_frame_equal(a.frame, b.frame)
+        assert a.lines is not None and b.lines is not None and (a.lines == b.lines).all()
+    text = path.read_text().splitlines()
+    text[60] = text[60].split(",")[0] + ",nan?," + text[60].split(",")[2]  # line 61
+    assert whole.report.first_non_numeric_line is None
+    path.write_text("\n".join(text) + "\n")
+    monkeypatch.setattr(data, "CHUNK_ROWS", 10**6)
+    assert data.load_csv(path).report.first_non_numeric_line == 61
+    monkeypatch.setattr(data, "CHUNK_ROWS", 7)
+    assert data.load_csv(path).report.first_non_numeric_line == 61
+    for i in range(57, len(text)):  # from line 58, the first line of a chunk of 7, zone-aware
+        text[i] = text[i].replace(" ", "T", 1).replace(",", "Z,", 1)
+    path.write_text("\n".join(text) + "\n")
+    messages = set()
+    for rows in (7, 10**6):
+        monkeypatch.setattr(data, "CHUNK_ROWS", rows)
+        with pytest.raises(data.DataError) as caught:
+            data.load_csv(path)
+        messages.add(str(caught.value))
+    assert messages == {
+        f"{path} line 58: timestamp '2025-01-06T14:00:00Z' mixes zone-aware and naive timestamps; "
+        "give every timestamp a UTC offset or none"
+    }
+
+
+# Case 4: a 60 MB line; the log within its rotation (here a 1 MB cell and a 50 KB rotation).
+
+
+def test_a_huge_cell_is_quoted_as_a_short_excerpt_and_the_log_stays_small(workdir):
+    data = frame().astype({"timestamp": object})
+    data.loc[10, "timestamp"] = "9" * 1_000_000
+    write(workdir / "d.csv", data)
+    (workdir / "c.yaml").write_text(FAST + "logging:\n  rotation: 50 KB\n")
+    before = snapshot(workdir / "outputs")
+    result = run(workdir, "--config", "c.yaml", "--dataset", "d.csv")
+    assert_failed(
+        result,
+        2,
+        f"d.csv line 12: timestamp '{'9' * 80}…' is not a date; expected YYYY-MM-DD HH:MM:SS "
+        "(ISO 8601, optionally with a UTC offset) or Unix seconds",
+    )
+    assert snapshot(workdir / "outputs") == before
+    for log in (workdir / "logs").glob("application.log*"):
+        assert log.stat().st_size < 60_000, log
+
+
+# Case 10: implausible data trains, but not without a word.
+
+
+def test_implausible_series_are_named_with_the_value_and_line(tmp_path):
+    a, b, c, d = frame(), frame(), frame().assign(cpu_usage=50.0), frame(start="2031-01-06")
+    a.loc[[10, 11, 12], "cpu_usage"] = [-5.0, -4.0, -3.0]
+    b.loc[[20, 21], "cpu_usage"] = [130.0, 150.0]
+    data = pd.concat([x.assign(host=h) for x, h in zip((a, b, c, d), "abcd", strict=True)])
+    write(tmp_path / "d.csv", data)
+    (tmp_path / "c.yaml").write_text(FAST)
+    result = run(tmp_path, "--config", "c.yaml", "--dataset", "d.csv", "--no-plots")
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr
+    found = warnings(result.stdout)
+    assert (
+        "series host=a: 3 negative values in 'cpu_usage' (lowest -5 on line 12); CPU usage cannot be below "
+        "0%: check the source"
+    ) in found
+    assert (
+        "series host=b: 2 values above 100% in 'cpu_usage' (highest 150 on line 407); CPU usage is a "
+        "percentage of all cores: check the unit (data.unit)"
+    ) in found
+    assert (
+        "series host=c: every value is 50 (384 rows); a constant series has no pattern to learn and any "
+        "change will be flagged: check the column 'cpu_usage'"
+    ) in found
+    future = [w for w in found if w.startswith("series host=d: last timestamp")]
+    assert len(future) == 1
+    assert future[0].startswith("series host=d: last timestamp 2031-01-09T23:45:00+00:00 (line 1537) is ")
+    assert future[0].endswith(" years in the future; check the clock of the source or data.timezone")
+    assert "nan%" not in result.stdout and "MAPE 0.0%" in result.stdout
+
+
+def test_mape_of_a_series_below_one_says_na_not_nan(tmp_path):
+    write(tmp_path / "d.csv", frame().assign(cpu_usage=0.0))
+    (tmp_path / "c.yaml").write_text(FAST)
+    result = run(tmp_path, "--config", "c.yaml", "--dataset", "d.csv", "--no-plots")
+    assert result.returncode == 0, result.stderr
+    assert "MAPE n/a (no value of at least 1)" in result.stdout and "nan" not in result.stdout
+
+
+# Case 11: CLI edges.
+
+
+def test_a_model_path_that_is_a_directory_fails_before_training(workdir):
+    before = snapshot(workdir / "outputs")
+    result = run(workdir, "--config", "c.yaml", "--dataset", "good.csv", "--model-path", "outputs")
+    assert_failed(
+        result, 2, "outputs: the model path is a directory; name a file, e.g. outputs/cpu_anomaly_model.json"
+    )
+    assert "fitting" not in result.stdout
+    assert snapshot(workdir / "outputs") == before
 
 
 # Case 13: plots that can be read.
