@@ -256,6 +256,50 @@ def test_a_huge_cell_is_quoted_as_a_short_excerpt_and_the_log_stays_small(workdi
         assert log.stat().st_size < 60_000, log
 
 
+def test_a_bad_url_in_an_error_is_redacted(tmp_path):
+    (tmp_path / "c.yaml").write_text("prometheus:\n  url: [http://admin:pw123@host]\n")
+    result = run(tmp_path, "--check-config", "--config", "c.yaml")
+    assert_failed(
+        result, 2, "c.yaml: prometheus.url: ['http://***@host'] is invalid (Input should be a valid string)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("yaml", "line"),
+    [
+        (
+            "influxdb:\n  password: pw123\n",
+            "c.yaml: influxdb.password: secrets are not read from the config file; "
+            "set INFLUXDB_PASSWORD in the environment",
+        ),
+        (
+            "influxdb:\n  token: t0ken\n",
+            "c.yaml: influxdb.token: secrets are not read from the config file; set INFLUXDB_TOKEN in the "
+            "environment or name a file holding it in influxdb.token_file",
+        ),
+        (
+            "prometheus:\n  bearer_token: t0ken\n",
+            "c.yaml: prometheus.bearer_token: secrets are not read from the config file; name a file holding "
+            "it in prometheus.bearer_token_file",
+        ),
+    ],
+    ids=["influxdb.password", "influxdb.token", "prometheus.bearer_token"],
+)
+def test_an_inline_secret_gets_a_hint_that_exists(tmp_path, yaml, line):
+    import re
+
+    from core.config import ENV_VARS, SECRET_ENV, Settings
+
+    (tmp_path / "c.yaml").write_text(yaml)
+    assert_failed(run(tmp_path, "--check-config", "--config", "c.yaml"), 2, line)
+    hint = line.split("; ", 1)[1]
+    for key in re.findall(r"\b([a-z]+\.[a-z_]+)\b", hint):
+        section, name = key.split(".")
+        assert name in Settings.model_fields[section].annotation.model_fields, key
+    for var in re.findall(r"\b[A-Z][A-Z_]+\b", hint):
+        assert var in ENV_VARS or var in SECRET_ENV, var
+
+
 # Case 10: implausible data trains, but not without a word.
 
 
