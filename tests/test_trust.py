@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core import __version__
 from core.cleaning import aggregate, find_outliers, nice_step
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,12 +257,80 @@ def test_a_huge_cell_is_quoted_as_a_short_excerpt_and_the_log_stays_small(workdi
         assert log.stat().st_size < 60_000, log
 
 
+# Case 6: passwords inside URLs.
+
+
+def test_passwords_in_urls_are_redacted_in_output_logs_and_report(tmp_path):
+    env = {
+        "PROMETHEUS_URL": "http://admin:pw123@127.0.0.1:1",
+        "INFLUXDB_URL": "http://writer:pw456@127.0.0.1:1",
+        "INFLUXDB_API": "v1",
+    }
+    (tmp_path / "c.yaml").write_text("influxdb:\n  timeout_seconds: 0.5\n  max_backoff_seconds: 0.5\n")
+    result = run(
+        tmp_path,
+        "--config",
+        "c.yaml",
+        "--mode",
+        "monitor",
+        "--duration",
+        "1",
+        "--monitoring-interval",
+        "1",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    report = (tmp_path / "logs" / "system_report.json").read_text()
+    assert json.loads(report)["settings"]["prometheus"]["url"] == "http://***@127.0.0.1:1"
+    assert json.loads(report)["settings"]["influxdb"]["url"] == "http://***@127.0.0.1:1"
+    logs = "".join(p.read_text() for p in (tmp_path / "logs").glob("application.log*"))
+    for secret in ("pw123", "pw456"):
+        assert secret not in result.stdout + result.stderr + report + logs
+
+
 def test_a_bad_url_in_an_error_is_redacted(tmp_path):
     (tmp_path / "c.yaml").write_text("prometheus:\n  url: [http://admin:pw123@host]\n")
     result = run(tmp_path, "--check-config", "--config", "c.yaml")
     assert_failed(
         result, 2, "c.yaml: prometheus.url: ['http://***@host'] is invalid (Input should be a valid string)"
     )
+
+
+# Case 9: messages point to where the bad value came from.
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "line"),
+    [
+        (
+            [],
+            {"MONITORING_INTERVAL": "soon"},
+            "environment variable MONITORING_INTERVAL: 'soon' is invalid (Input should be a valid number, "
+            "unable to parse string as a number)",
+        ),
+        (
+            [],
+            {"TELEMETRY_PORT": "99999"},
+            "environment variable TELEMETRY_PORT: '99999' is invalid "
+            "(Input should be less than or equal to 65535)",
+        ),
+        (
+            ["--monitoring-interval", "-5"],
+            {},
+            "--monitoring-interval: -5.0 is invalid (Input should be greater than 0)",
+        ),
+        (
+            ["--log-level", "loud"],
+            {},
+            "--log-level: 'LOUD' is invalid (Input should be 'TRACE', 'DEBUG', 'INFO', 'SUCCESS', 'WARNING', "
+            "'ERROR' or 'CRITICAL')",
+        ),
+    ],
+    ids=["env number", "env range", "flag", "flag choice"],
+)
+def test_a_bad_value_names_the_variable_or_flag_not_config_yaml(tmp_path, args, env, line):
+    (tmp_path / "config.yaml").write_text("monitoring:\n  interval_seconds: 60\n")
+    assert_failed(run(tmp_path, "--check-config", *args, env=env), 2, line)
 
 
 @pytest.mark.parametrize(
@@ -351,6 +420,23 @@ def test_a_model_path_that_is_a_directory_fails_before_training(workdir):
     )
     assert "fitting" not in result.stdout
     assert snapshot(workdir / "outputs") == before
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_duration_must_be_positive(tmp_path, value):
+    result = run(tmp_path, "--mode", "monitor", "--duration", value)
+    assert_failed(
+        result,
+        2,
+        f"argument --duration: {value!r} is not a positive number of seconds; give e.g. 30 "
+        "(see python main.py --help)",
+    )
+    assert not (tmp_path / "logs").exists()
+
+
+def test_version(tmp_path):
+    result = run(tmp_path, "--version")
+    assert (result.returncode, result.stdout, result.stderr) == (0, f"main.py {__version__}\n", "")
 
 
 # Case 13: plots that can be read.
