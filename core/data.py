@@ -211,7 +211,7 @@ def load_csv(
     kind: Literal["naive", "aware", "epoch"] | None = None
     for chunk in itertools.chain([first], chunks):
         chunk.columns = pd.Index(columns)
-        lines = np.arange(len(chunk), dtype=np.int64) + offset
+        lines = np.arange(offset, offset + len(chunk), dtype=np.int64)
         offset += len(chunk)
         blank = chunk.apply(lambda col: col.str.strip() == "").all(axis=1).to_numpy()
         parts.blank += int(blank.sum())
@@ -254,7 +254,7 @@ def load_csv(
         first_non_numeric_line=parts.first_bad_line if parts.bad_count else None,
     )
     frame = pd.DataFrame(
-        {"ds": pd.to_datetime(parts.stamps(), unit="ns", utc=True), "y": values, "line": lines}
+        {"ds": pd.to_datetime(parts.stamps(), unit="ns", utc=True), "y": values, "line": lines}, copy=False
     )
     del values, lines
     for col, texts in parts.labels().items():
@@ -278,7 +278,7 @@ def load_csv(
             continue
         report.series[sid] = describe_series(clean, gap_factor)
         report.warnings += implausible(sid, clean, vcol, percent=percent, now=clock)
-        series.append(Series(labels=labels, frame=clean[["ds", "y"]], lines=clean["line"].to_numpy(np.int64)))
+        series.append(Series(labels=labels, frame=clean[["ds", "y"]], lines=clean["line"].to_numpy()))
     if not series:
         worst = "; ".join(f"series {k}: {v}" for k, v in report.skipped_series.items())
         raise DataError(
@@ -325,7 +325,7 @@ class _Parts:
         self.rows += len(chunk)
         self._ts.append(ts.as_unit("ns").asi8)
         self._values.append(values)
-        self._lines.append(lines)
+        self._lines.append(lines.astype(np.int32) if lines[-1] < 2**31 else lines)
         for col, parts in self._labels.items():
             parts.append(pd.Categorical(chunk[col].str.strip().to_numpy()))
 
@@ -519,10 +519,16 @@ def _clean(frame: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, int, int]:
 
     A ``line`` column, if present, follows its rows (a merged timestamp keeps its first line).
     """
-    ds = frame["ds"].to_numpy(dtype="datetime64[ns]")
-    unsorted = int(np.sum(ds[1:] < np.maximum.accumulate(ds)[:-1])) if len(ds) > 1 else 0
-    frame = frame.dropna(subset=["y"]).sort_values("ds", kind="stable")
-    dups = int(frame["ds"].duplicated().sum())
+    # Copies only where something changes: a file of millions of clean, sorted rows is not duplicated.
+    ns = pd.DatetimeIndex(frame["ds"]).as_unit("ns").asi8
+    unsorted = int(np.sum(ns[1:] < np.maximum.accumulate(ns)[:-1])) if len(ns) > 1 else 0
+    missing = np.isnan(frame["y"].to_numpy(float))
+    if missing.any():
+        frame = frame.loc[~missing]
+    if unsorted:
+        frame = frame.sort_values("ds", kind="stable")
+    ns = pd.DatetimeIndex(frame["ds"]).as_unit("ns").asi8
+    dups = int(np.count_nonzero(ns[1:] == ns[:-1]))
     if dups:
         if policy == "mean":
             agg = {"y": ("y", "mean")} | ({"line": ("line", "first")} if "line" in frame else {})

@@ -75,6 +75,9 @@ def split_series(series: Series, train_ratio: float) -> tuple[pd.DataFrame, pd.D
     return series.frame.iloc[:cut], series.frame.iloc[cut:]
 
 
+PLOT_POINTS = 200_000
+
+
 def _epoch(frame: pd.DataFrame) -> np.ndarray:
     return pd.DatetimeIndex(frame["ds"]).as_unit("ns").asi8 / 1e9
 
@@ -360,6 +363,9 @@ def _plots(
     from core.scoring import score
 
     name = plots.safe_name(sid)
+    # A plot cannot show millions of points: draw every k-th (at most PLOT_POINTS), and spare the memory.
+    every = slice(None, None, max(1, -(-len(t) // PLOT_POINTS)))
+    t, y = t[every], y[every]
     values = fitted.band.lookup(t)
     flagged = score(y, values.yhat, values.lower, values.upper, params).is_anomaly
     files = [out / f"forecast_{name}.png"]
