@@ -218,7 +218,9 @@ def load_csv(
         chunk, lines = chunk.loc[~blank], lines[~blank]
         if chunk.empty:
             continue
-        ts, chunk_kind = _parse_timestamps(chunk[timestamp_column].to_numpy(dtype=str), lines, name, timezone)
+        ts, chunk_kind = _parse_timestamps(
+            chunk[timestamp_column].to_numpy(dtype=object), lines, name, timezone
+        )
         if kind is not None and chunk_kind != kind:
             shown = excerpt(str(chunk[timestamp_column].iloc[0]).strip())
             why = (

@@ -26,15 +26,36 @@ FAST = "model:\n  uncertainty_samples: 200\n  horizon_days: 1\n"
 
 
 def run(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "PROMETHEUS_"))}
     return subprocess.run(
         [sys.executable, str(MAIN), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=300,
-        env={**base, "TELEMETRY_PORT": "0", **(env or {})},
+        env=_env(env),
     )
+
+
+def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "PROMETHEUS_"))}
+    return {**base, "TELEMETRY_PORT": "0", **(extra or {})}
+
+
+def run_measured(cwd: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], int]:
+    """Run the CLI like :func:`run`; also return the child's peak RSS in bytes (``wait4``)."""
+    proc = subprocess.Popen(
+        [sys.executable, str(MAIN), *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout.read(), proc.stderr.read()  # small outputs: no pipe can fill up
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), usage.ru_maxrss * 1024
 
 
 def frame(days: float = 4, step: str = "15min", start: str = "2025-01-06", level: float = 40) -> pd.DataFrame:
@@ -245,7 +266,8 @@ def test_a_huge_cell_is_quoted_as_a_short_excerpt_and_the_log_stays_small(workdi
     write(workdir / "d.csv", data)
     (workdir / "c.yaml").write_text(FAST + "logging:\n  rotation: 50 KB\n")
     before = snapshot(workdir / "outputs")
-    result = run(workdir, "--config", "c.yaml", "--dataset", "d.csv")
+    result, peak = run_measured(workdir, "--config", "c.yaml", "--dataset", "d.csv")
+    assert peak < 600e6  # the column was once copied as fixed-width text: 384 rows x 4 MB
     assert_failed(
         result,
         2,
