@@ -359,9 +359,33 @@ def load_settings(
             _set_dotted(data, dotted, value)
             origins[dotted] = (flags or {}).get(dotted, f"command-line override of {dotted}")
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc, source, origins)) from exc
+    _check_urls(settings, source, origins)
+    return settings
+
+
+_URL_EXAMPLES = {"prometheus.url": "http://prometheus:9090", "influxdb.url": "http://localhost:8086"}
+
+
+def _check_urls(settings: Settings, source: str, origins: Mapping[str, str]) -> None:
+    """Refuse a URL that is not http(s), naming where it came from (here, not later in the source)."""
+    from urllib.parse import urlsplit
+
+    for key, example in _URL_EXAMPLES.items():
+        url = _dig(settings.model_dump(include={key.split(".")[0]}), key)
+        if not url:
+            continue
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.netloc)
+        except ValueError:
+            ok = False
+        if not ok:
+            where = origins.get(key) or f"{source}: {key}"
+            shown = _short(redact_url(url))
+            raise ConfigError(f"{where}: {shown} is not an http(s) URL; use e.g. {example}")
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:

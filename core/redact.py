@@ -16,6 +16,8 @@ def redact_url(url: str | None) -> str | None:
     """Return ``url`` with its user:password part replaced by ``***`` (None and plain URLs unchanged)."""
     if not url or "@" not in url:
         return url
+    if "://" not in url:  # user:pw@host:9090, a URL without its scheme
+        return f"{MASK}@{url.rsplit('@', 1)[1]}"
     try:
         parts = urlsplit(url)
     except ValueError:

@@ -310,6 +310,44 @@ def test_passwords_in_urls_are_redacted_in_output_logs_and_report(tmp_path):
         assert secret not in result.stdout + result.stderr + report + logs
 
 
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://admin:pw123@host:9090/api?q=1", "http://***@host:9090/api?q=1"),
+        ("https://token@host", "https://***@host"),
+        ("http://a:b@[::1]:8086", "http://***@[::1]:8086"),
+        ("admin:pw123@host:9090", "***@host:9090"),
+        ("http://host:9090", "http://host:9090"),
+        (None, None),
+    ],
+)
+def test_redact_url(url, shown):
+    from core.config import redact_url
+
+    assert redact_url(url) == shown
+
+
+def test_redact_text_masks_every_url_in_a_message():
+    from core.redact import redact_text
+
+    text = "Prometheus at http://admin:pw@p:9090 failed; InfluxDB at https://u:p@i:8086/write too"
+    assert (
+        redact_text(text)
+        == "Prometheus at http://***@p:9090 failed; InfluxDB at https://***@i:8086/write too"
+    )
+
+
+def test_settings_repr_and_report_hold_no_url_password():
+    from core.config import load_settings
+
+    s = load_settings(
+        None, env={"PROMETHEUS_URL": "http://admin:pw123@p:9090", "INFLUXDB_URL": "http://u:pw456@i"}
+    )
+    text = repr(s) + str(s) + json.dumps(s.redacted())
+    assert "pw123" not in text and "pw456" not in text and "http://***@p:9090" in text
+    assert s.prometheus.url == "http://admin:pw123@p:9090"  # the connection still gets its credentials
+
+
 def test_a_bad_url_in_an_error_is_redacted(tmp_path):
     (tmp_path / "c.yaml").write_text("prometheus:\n  url: [http://admin:pw123@host]\n")
     result = run(tmp_path, "--check-config", "--config", "c.yaml")
@@ -342,13 +380,24 @@ def test_a_bad_url_in_an_error_is_redacted(tmp_path):
             "--monitoring-interval: -5.0 is invalid (Input should be greater than 0)",
         ),
         (
+            [],
+            {"PROMETHEUS_URL": "ftp://admin:pw123@prom:9090"},
+            "environment variable PROMETHEUS_URL: 'ftp://***@prom:9090' is not an http(s) URL; "
+            "use e.g. http://prometheus:9090",
+        ),
+        (
+            ["--prometheus-url", "admin:pw123@prom:9090"],
+            {},
+            "--prometheus-url: '***@prom:9090' is not an http(s) URL; use e.g. http://prometheus:9090",
+        ),
+        (
             ["--log-level", "loud"],
             {},
             "--log-level: 'LOUD' is invalid (Input should be 'TRACE', 'DEBUG', 'INFO', 'SUCCESS', 'WARNING', "
             "'ERROR' or 'CRITICAL')",
         ),
     ],
-    ids=["env number", "env range", "flag", "flag choice"],
+    ids=["env number", "env range", "flag", "env url", "flag url", "flag choice"],
 )
 def test_a_bad_value_names_the_variable_or_flag_not_config_yaml(tmp_path, args, env, line):
     (tmp_path / "config.yaml").write_text("monitoring:\n  interval_seconds: 60\n")
