@@ -27,14 +27,28 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see python main.py --help)\n")
 
 
+def _seconds(text: str) -> float:
+    """Parse a positive, finite number of seconds (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds; give e.g. 30")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (flags override config.yaml, which overrides built-in defaults)."""
+    from core import __version__
+
     p = _Parser(
         prog="main.py",
         description="Prophet-based anomaly detection for infrastructure metrics.",
         epilog="Exit codes: 0 ok, 1 internal error, 2 bad input, 3 model problem, 4 source unavailable, "
         "5 results store unusable, 130 interrupted.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
         "--mode",
         choices=["train", "monitor", "evaluate"],
@@ -53,7 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--prometheus-url", default=None, help="Prometheus base URL (monitor mode)")
     p.add_argument("--monitoring-interval", type=float, default=None, help="seconds between polls")
-    p.add_argument("--duration", type=float, default=None, help="stop the monitor after this many seconds")
+    p.add_argument(
+        "--duration", type=_seconds, default=None, help="stop the monitor after this many seconds (> 0)"
+    )
     p.add_argument("--log-level", default=None, help="TRACE, DEBUG, INFO, WARNING or ERROR")
     p.add_argument(
         "--threshold-multiplier",
@@ -65,6 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-plots", action="store_true", help="write no plots")
     p.add_argument("--no-eda", action="store_true", help="skip the exploratory data analysis")
     return p
+
+
+# The flag behind each override, so that a bad value is reported as the flag the user typed.
+_FLAGS = {
+    "prometheus.url": "--prometheus-url",
+    "monitoring.interval_seconds": "--monitoring-interval",
+    "logging.level": "--log-level",
+    "scoring.threshold_multiplier": "--threshold-multiplier",
+}
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -79,7 +104,15 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 def _setup_logging(level: str, logs_dir: Path, settings: Any) -> None:
     from loguru import logger
 
+    from core.redact import redact_text
+
+    def _patch(record: Any) -> None:
+        # Never a credential in a log line, and never a huge one: one line cannot outgrow the rotation.
+        message = redact_text(record["message"])
+        record["message"] = message if len(message) <= 4000 else message[:4000] + "… (cut)"
+
     logger.remove()
+    logger.configure(patcher=_patch)
     # A callable format never appends tracebacks: they go to the log file only.
     logger.add(
         sys.stdout,
@@ -96,6 +129,8 @@ def _setup_logging(level: str, logs_dir: Path, settings: Any) -> None:
             rotation=settings.logging.rotation,
             retention=settings.logging.retention,
             enqueue=False,
+            backtrace=False,
+            diagnose=False,  # no variable values in tracebacks: they may hold secrets or a 60 MB line
         )
     except OSError as exc:
         logger.warning(
@@ -118,7 +153,9 @@ def run(argv: list[str] | None = None) -> int:
 
     try:
         config_path = args.config or ("config.yaml" if Path("config.yaml").is_file() else None)
-        settings = load_settings(config_path, overrides=_overrides(args), required=args.config is not None)
+        settings = load_settings(
+            config_path, overrides=_overrides(args), required=args.config is not None, flags=_FLAGS
+        )
     except AnomalyDetectorError as exc:
         return _fail(exc, exit_code_for(exc))
     if args.check_config:

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from core.errors import ConfigError
+from core.redact import redact_text, redact_url
 
 __all__ = [
     "ENV_VARS",
@@ -43,6 +44,7 @@ __all__ = [
     "SpoolSettings",
     "TelemetrySettings",
     "load_settings",
+    "redact_url",
 ]
 
 
@@ -60,6 +62,11 @@ def _check_zone(value: str) -> str:
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    def __repr_args__(self) -> Any:
+        """Show URLs without their user:password part (a repr ends up in logs)."""
+        for key, value in super().__repr_args__():
+            yield key, redact_url(value) if key == "url" and isinstance(value, str) else value
 
 
 class DataSettings(_Section):
@@ -289,8 +296,14 @@ class Settings(_Section):
         return f"sha256:{digest[:16]}"
 
     def redacted(self) -> dict[str, Any]:
-        """Return the settings as plain data with no secret in it (safe for logs and reports)."""
-        return self.model_dump(mode="json")
+        """Return the settings as plain data with no secret in it (safe for logs and reports).
+
+        Tokens and passwords are never dumped; a user:password inside a URL is replaced by ``***``.
+        """
+        data = self.model_dump(mode="json")
+        for section in ("prometheus", "influxdb"):
+            data[section]["url"] = redact_url(data[section]["url"])
+        return data
 
 
 # Environment variable -> dotted setting. Secrets are handled separately (SECRET_ENV).
@@ -313,7 +326,13 @@ ENV_VARS: dict[str, str] = {
     "TELEMETRY_HOST": "telemetry.host",
 }
 SECRET_ENV = {"INFLUXDB_TOKEN": "influxdb.token", "INFLUXDB_PASSWORD": "influxdb.password"}
-_SECRET_KEYS = {("influxdb", "token"), ("influxdb", "password"), ("prometheus", "bearer_token")}
+# Secret keys refused in the file -> where the secret goes instead (keys and variables that exist).
+_SECRET_KEYS = {
+    ("influxdb", "token"): "set INFLUXDB_TOKEN in the environment or name a file holding it in "
+    "influxdb.token_file",
+    ("influxdb", "password"): "set INFLUXDB_PASSWORD in the environment",
+    ("prometheus", "bearer_token"): "name a file holding it in prometheus.bearer_token_file",
+}
 
 
 def load_settings(
@@ -322,10 +341,13 @@ def load_settings(
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
     required: bool = False,
+    flags: Mapping[str, str] | None = None,
 ) -> Settings:
     """Build the settings from defaults, a YAML file, the environment and flag overrides (dotted keys).
 
     A missing file is an error when ``required`` (the user named it), otherwise the defaults are used.
+    An invalid value is reported where it came from: the file's key, the environment variable, or the
+    flag (``flags`` maps a dotted override key to its flag name, e.g. ``--threshold-multiplier``).
     """
     env = os.environ if env is None else env
     source = str(path) if path is not None else "<defaults>"
@@ -337,11 +359,17 @@ def load_settings(
         elif required:
             raise ConfigError(f"{file}: config file not found; pass an existing file with --config")
     _reject_secrets(data, source)
+    origins: dict[str, str] = {}
     for var, dotted in ENV_VARS.items():
         if env.get(var, "") != "":
             _set_dotted(data, dotted, env[var])
+            origins[dotted] = f"environment variable {var}"
     token_file = _dig(data, "influxdb.token_file")
-    token = env.get("INFLUXDB_TOKEN") or (_read_secret_file(token_file) if token_file else None)
+    token = env.get("INFLUXDB_TOKEN") or (
+        _read_secret_file(token_file, origins.get("influxdb.token_file", "influxdb.token_file"))
+        if token_file
+        else None
+    )
     if token:
         _set_dotted(data, "influxdb.token", token)
     if env.get("INFLUXDB_PASSWORD"):
@@ -349,10 +377,35 @@ def load_settings(
     for dotted, value in (overrides or {}).items():
         if value is not None:
             _set_dotted(data, dotted, value)
+            origins[dotted] = (flags or {}).get(dotted, f"command-line override of {dotted}")
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from exc
+        raise ConfigError(_describe(exc, source, origins)) from exc
+    _check_urls(settings, source, origins)
+    return settings
+
+
+_URL_EXAMPLES = {"prometheus.url": "http://prometheus:9090", "influxdb.url": "http://localhost:8086"}
+
+
+def _check_urls(settings: Settings, source: str, origins: Mapping[str, str]) -> None:
+    """Refuse a URL that is not http(s), naming where it came from (here, not later in the source)."""
+    from urllib.parse import urlsplit
+
+    for key, example in _URL_EXAMPLES.items():
+        url = _dig(settings.model_dump(include={key.split(".")[0]}), key)
+        if not url:
+            continue
+        try:
+            parts = urlsplit(url)
+            ok = parts.scheme in ("http", "https") and bool(parts.netloc)
+        except ValueError:
+            ok = False
+        if not ok:
+            where = origins.get(key) or f"{source}: {key}"
+            shown = _short(redact_url(url))
+            raise ConfigError(f"{where}: {shown} is not an http(s) URL; use e.g. {example}")
 
 
 def _read_yaml(file: Path) -> dict[str, Any]:
@@ -372,22 +425,20 @@ def _read_yaml(file: Path) -> dict[str, Any]:
     return loaded
 
 
-def _read_secret_file(name: str) -> str:
+def _read_secret_file(name: str, origin: str) -> str:
     try:
         return Path(name).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"influxdb.token_file: cannot read {name!r} ({exc.strerror})") from exc
+        raise ConfigError(
+            f"{origin}: cannot read {name!r} ({exc.strerror}); name a readable file holding the token"
+        ) from exc
 
 
 def _reject_secrets(data: Mapping[str, Any], source: str) -> None:
-    for section, key in _SECRET_KEYS:
+    for (section, key), fix in _SECRET_KEYS.items():
         part = data.get(section)
         if isinstance(part, Mapping) and key in part:
-            env_name = f"{section.upper()}_{key.upper()}"
-            raise ConfigError(
-                f"{source}: {section}.{key}: secrets are not read from the config file; "
-                f"set {env_name} in the environment or name a file in {section}.{key}_file"
-            )
+            raise ConfigError(f"{source}: {section}.{key}: secrets are not read from the config file; {fix}")
 
 
 def _dig(data: Mapping[str, Any], dotted: str) -> Any:
@@ -411,22 +462,44 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def _describe(exc: ValidationError, source: str) -> str:
-    """Turn pydantic's report into one line naming the key, the bad value and the fix."""
-    messages = []
+def _describe(exc: ValidationError, source: str, origins: Mapping[str, str] | None = None) -> str:
+    """Turn pydantic's report into one line naming where the value came from, the value and the fix.
+
+    A value from the file is named by its key (``config.yaml: scoring.direction: ...``); one from the
+    environment or a flag by the variable or the flag (``environment variable MONITORING_INTERVAL: ...``).
+    """
+    origins = origins or {}
+    from_file: list[str] = []
+    elsewhere: list[str] = []
     for error in exc.errors():
         loc = [str(part) for part in error["loc"]]
         key = ".".join(loc)
+        origin = next((origins[k] for k in _prefixes(loc) if k in origins), None)
         if error["type"] == "extra_forbidden":
-            messages.append(f"{key}: unknown key{_suggest(loc)}")
+            text = f"unknown key{_suggest(loc)}"
         elif error["type"] == "missing":
-            messages.append(f"{key}: required")
+            text = "required"
         else:
             value = error.get("input")
-            shown = "" if isinstance(value, dict) else f" {value!r}"
+            shown = "" if isinstance(value, dict) else f"{_short(value)} "
             msg = str(error["msg"]).removeprefix("Value error, ")
-            messages.append(f"{key}:{shown} is invalid ({msg})")
-    return f"{source}: " + "; ".join(messages)
+            text = f"{shown}is invalid ({msg})"
+        if origin is None:
+            from_file.append(f"{key}: {text}")
+        else:
+            elsewhere.append(f"{origin}: {text}")
+    parts = ([f"{source}: " + "; ".join(from_file)] if from_file else []) + elsewhere
+    return "; ".join(parts)
+
+
+def _prefixes(loc: list[str]) -> list[str]:
+    """Return the dotted keys a location lies under, longest first (``a.b.c``, ``a.b``, ``a``)."""
+    return [".".join(loc[:i]) for i in range(len(loc), 0, -1)]
+
+
+def _short(value: Any) -> str:
+    text = redact_text(repr(value))
+    return text if len(text) <= 80 else text[:80] + "…"
 
 
 def _suggest(loc: list[str]) -> str:

@@ -9,7 +9,10 @@ the file, the line and the fix.
 
 from __future__ import annotations
 
+import itertools
 import re
+import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +29,8 @@ __all__ = [
     "Series",
     "SeriesReport",
     "detect_unit",
+    "excerpt",
+    "implausible",
     "load_csv",
     "series_id",
 ]
@@ -34,6 +39,11 @@ VALUE_COLUMNS = ("cpu_usage", "value")
 _EXPECTED_TS = "expected YYYY-MM-DD HH:MM:SS (ISO 8601, optionally with a UTC offset) or Unix seconds"
 _AWARE = re.compile(r"(?:Z|[+-]\d{2}:?\d{2})$", re.IGNORECASE)
 _EPOCH = re.compile(r"^\d{9,13}(\.\d+)?$")
+_MISSING = ["nan", "na", "null", "none"]
+CHUNK_ROWS = 500_000  # rows parsed as text at a time: bounds the memory of a file of any length
+MAX_ABS_VALUE = 1e18  # larger magnitudes overflow the fit's arithmetic (squares, sums) or are garbage
+EXCERPT_CHARS = 80  # a bad cell is quoted at most this long (a broken file can hold a 60 MB "line")
+DAY_SECONDS = 86400.0
 
 Unit = Literal["fraction", "percent", "raw"]
 
@@ -71,6 +81,7 @@ class LoadReport:
     first_non_numeric_line: int | None = None
     series: dict[str, SeriesReport] = field(default_factory=dict)
     skipped_series: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the report as plain JSON-able data."""
@@ -111,10 +122,14 @@ class LoadReport:
 
 @dataclass(frozen=True)
 class Series:
-    """One clean series: sorted unique UTC timestamps ``ds`` and float values ``y``."""
+    """One clean series: sorted unique UTC timestamps ``ds`` and float values ``y``.
+
+    ``lines`` holds the CSV line number of each row of ``frame`` (None when the series is not from a file).
+    """
 
     labels: tuple[tuple[str, str], ...]
     frame: pd.DataFrame
+    lines: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -135,6 +150,11 @@ def series_id(labels: tuple[tuple[str, str], ...] | dict[str, str]) -> str:
     items = labels.items() if isinstance(labels, dict) else labels
     text = ",".join(f"{k}={v}" for k, v in items)
     return text or "default"
+
+
+def excerpt(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """Return ``text`` quoted for a message, cut to ``limit`` characters with an ellipsis."""
+    return repr(text if len(text) <= limit else text[:limit] + "…")
 
 
 def detect_unit(values: np.ndarray, unit: str) -> tuple[Unit, float]:
@@ -164,66 +184,93 @@ def load_csv(
     duplicate_policy: str = "last",
     gap_factor: float = 3.0,
     min_rows: int = 2,
+    now: float | None = None,
 ) -> Dataset:
-    """Read a metric CSV, validate it and return clean series; raise DataError naming file and line."""
+    """Read a metric CSV, validate it and return clean series; raise DataError naming file and line.
+
+    The file is parsed in chunks of ``CHUNK_ROWS`` rows into float and int64 arrays, so a file of
+    millions of rows is never held as text all at once. ``now`` (epoch seconds, default the clock) is
+    what "timestamps in the future" are measured against.
+    """
     file = Path(path)
     name = str(path)
-    raw = _read_table(file, name)
-    columns = [str(c).strip() for c in raw.columns]
-    raw.columns = pd.Index(columns)
+    chunks = _read_chunks(file, name)
+    first = next(chunks)
+    columns = [str(c).strip() for c in first.columns]
     if timestamp_column not in columns:
         found = ", ".join(columns) or "nothing"
         raise DataError(
             f"{name} line 1: no '{timestamp_column}' column (found: {found}); "
             f"name the time column '{timestamp_column}' or set data.timestamp_column"
         )
-    vcol = _value_column(raw, columns, value_column, timestamp_column, name)
+    vcol = _value_column(columns, value_column, timestamp_column, name)
     label_cols = [c for c in columns if c not in (timestamp_column, vcol)]
 
-    blank = raw.apply(lambda col: col.str.strip() == "").all(axis=1).to_numpy()
-    lines = np.arange(len(raw)) + 2  # line 1 is the header
-    raw = raw.loc[~blank]
-    lines = lines[~blank]
-    if raw.empty:
+    parts = _Parts(label_cols)
+    offset = 2  # line 1 is the header
+    kind: Literal["naive", "aware", "epoch"] | None = None
+    for chunk in itertools.chain([first], chunks):
+        chunk.columns = pd.Index(columns)
+        lines = np.arange(offset, offset + len(chunk), dtype=np.int64)
+        offset += len(chunk)
+        blank = chunk.apply(lambda col: col.str.strip() == "").all(axis=1).to_numpy()
+        parts.blank += int(blank.sum())
+        chunk, lines = chunk.loc[~blank], lines[~blank]
+        if chunk.empty:
+            continue
+        ts, chunk_kind = _parse_timestamps(
+            chunk[timestamp_column].to_numpy(dtype=object), lines, name, timezone
+        )
+        if kind is not None and chunk_kind != kind:
+            shown = excerpt(str(chunk[timestamp_column].iloc[0]).strip())
+            why = (
+                "mixes zone-aware and naive timestamps; give every timestamp a UTC offset or none"
+                if {kind, chunk_kind} == {"naive", "aware"}
+                else f"is {chunk_kind} where the lines before are {kind}; write every timestamp the same way"
+            )
+            raise DataError(f"{name} line {lines[0]}: timestamp {shown} {why}")
+        kind = chunk_kind
+        parts.add(chunk, ts, lines, vcol, name)
+    if kind is None:
         raise DataError(f"{name}: no data rows after the header; add rows of '{timestamp_column},{vcol}'")
+    if parts.bad_count == parts.rows:
+        raise DataError(
+            f"{name} line {parts.first_bad_line}: value {parts.first_bad} in '{vcol}' is not a number"
+        )
 
-    ts, kind = _parse_timestamps(raw[timestamp_column].to_numpy(dtype=str), lines, name, timezone)
-    text = raw[vcol].str.strip()
-    values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, copy=True)
-    empty = text.eq("").to_numpy() | text.str.lower().isin(["nan", "na", "null", "none"]).to_numpy()
-    bad = np.isnan(values) & ~empty
-    if bad.all():
-        i = int(np.argmax(bad))
-        raise DataError(f"{name} line {lines[i]}: value {text.iloc[i]!r} in '{vcol}' is not a number")
-    values[~np.isfinite(values)] = np.nan
-    detected, scale = detect_unit(values, unit)
+    values, lines = parts.values(), parts.lines()
+    detected, scale = detect_unit(_typical(values), unit)
     values = values * scale
-
     report = LoadReport(
         path=name,
-        rows_read=int(len(raw)),
+        rows_read=parts.rows,
         value_column=vcol,
         label_columns=label_cols,
         unit=detected,
         scale=scale,
         timestamps=kind,
         timezone_assumed=timezone if kind == "naive" else None,
-        blank_lines=int(blank.sum()),
-        missing_values=int((np.isnan(values) & ~bad).sum()),
-        non_numeric_values=int(bad.sum()),
-        first_non_numeric_line=int(lines[int(np.argmax(bad))]) if bad.any() else None,
+        blank_lines=parts.blank,
+        missing_values=parts.missing,
+        non_numeric_values=parts.bad_count,
+        first_non_numeric_line=parts.first_bad_line if parts.bad_count else None,
     )
-    frame = pd.DataFrame({"ds": ts, "y": values})
-    for col in label_cols:
-        frame[col] = raw[col].str.strip().to_numpy()
+    frame = pd.DataFrame(
+        {"ds": pd.to_datetime(parts.stamps(), unit="ns", utc=True), "y": values, "line": lines}, copy=False
+    )
+    del values, lines
+    for col, texts in parts.labels().items():
+        frame[col] = texts
 
     series: list[Series] = []
     groups = frame.groupby(label_cols, sort=False, dropna=False) if label_cols else [((), frame)]
+    percent = vcol == "cpu_usage" or detected in ("fraction", "percent")
+    clock = time.time() if now is None else now
     for key, part in groups:
         key_tuple = key if isinstance(key, tuple) else (key,)
         labels = tuple(zip(label_cols, (str(k) for k in key_tuple), strict=True))
         sid = series_id(labels)
-        clean, unsorted, dups = _clean(part[["ds", "y"]], duplicate_policy)
+        clean, unsorted, dups = _clean(part[["ds", "y", "line"]], duplicate_policy)
         report.unsorted_rows += unsorted
         report.duplicate_timestamps += dups
         if len(clean) < min_rows:
@@ -232,13 +279,130 @@ def load_csv(
             )
             continue
         report.series[sid] = describe_series(clean, gap_factor)
-        series.append(Series(labels=labels, frame=clean))
+        report.warnings += implausible(sid, clean, vcol, percent=percent, now=clock)
+        series.append(Series(labels=labels, frame=clean[["ds", "y"]], lines=clean["line"].to_numpy()))
     if not series:
         worst = "; ".join(f"series {k}: {v}" for k, v in report.skipped_series.items())
         raise DataError(
             f"{name}: too few rows to train ({worst}); supply more history or lower data.min_rows"
         )
     return Dataset(series=series, report=report)
+
+
+class _Parts:
+    """The parsed chunks of one file: int64 UTC nanoseconds, float values, line numbers, label codes."""
+
+    def __init__(self, label_cols: list[str]) -> None:
+        self._ts: list[np.ndarray] = []
+        self._values: list[np.ndarray] = []
+        self._lines: list[np.ndarray] = []
+        self._labels: dict[str, list[pd.Categorical]] = {c: [] for c in label_cols}
+        self.rows = self.blank = self.missing = self.bad_count = 0
+        self.first_bad = ""
+        self.first_bad_line = 0
+
+    def add(self, chunk: pd.DataFrame, ts: pd.DatetimeIndex, lines: np.ndarray, vcol: str, name: str) -> None:
+        """Validate the values of one chunk and keep its arrays; raise DataError on a non-finite value."""
+        text = chunk[vcol].str.strip()
+        values = pd.to_numeric(text, errors="coerce").to_numpy(dtype=float, copy=True)
+        empty = text.eq("").to_numpy() | text.str.lower().isin(_MISSING).to_numpy()
+        infinite = np.isinf(values) | (np.abs(values) > MAX_ABS_VALUE)
+        if infinite.any():
+            i = int(np.argmax(infinite))
+            what = (
+                "is not a finite number"
+                if np.isinf(values[i])
+                else f"is too large to compute with (the limit is ±{MAX_ABS_VALUE:g})"
+            )
+            raise DataError(
+                f"{name} line {lines[i]}: value {excerpt(text.iloc[i])} in '{vcol}' {what}; "
+                f"fix the value or remove the row (an empty cell is read as missing)"
+            )
+        bad = np.isnan(values) & ~empty
+        if bad.any() and not self.bad_count:
+            i = int(np.argmax(bad))
+            self.first_bad, self.first_bad_line = excerpt(text.iloc[i]), int(lines[i])
+        self.bad_count += int(bad.sum())
+        self.missing += int((np.isnan(values) & ~bad).sum())
+        self.rows += len(chunk)
+        self._ts.append(ts.as_unit("ns").asi8)
+        self._values.append(values)
+        self._lines.append(lines.astype(np.int32) if lines[-1] < 2**31 else lines)
+        for col, parts in self._labels.items():
+            parts.append(pd.Categorical(chunk[col].str.strip().to_numpy()))
+
+    def stamps(self) -> np.ndarray:
+        """Return the timestamps as int64 UTC nanoseconds (and release the chunks)."""
+        out, self._ts = np.concatenate(self._ts), []
+        return out
+
+    def values(self) -> np.ndarray:
+        """Return the values (NaN where missing or not a number)."""
+        out, self._values = np.concatenate(self._values), []
+        return out
+
+    def lines(self) -> np.ndarray:
+        """Return the CSV line number of every row."""
+        out, self._lines = np.concatenate(self._lines), []
+        return out
+
+    def labels(self) -> dict[str, np.ndarray]:
+        """Return each label column as an object array sharing one string per distinct label."""
+        from pandas.api.types import union_categoricals
+
+        return {
+            col: np.asarray(union_categoricals(parts), dtype=object) for col, parts in self._labels.items()
+        }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _typical(values: np.ndarray) -> np.ndarray:
+    """Return the finite values without gross outliers (at most 0.1%), for deciding the unit."""
+    finite = values[np.isfinite(values)]
+    if finite.size < 10:
+        return finite
+    median = float(np.median(finite))
+    spread = max(1.4826 * float(np.median(np.abs(finite - median))), 1e-9)
+    keep = np.abs(finite - median) <= 50 * spread
+    return finite[keep] if (~keep).sum() <= max(1.0, 0.001 * finite.size) else finite
+
+
+def implausible(sid: str, frame: pd.DataFrame, vcol: str, *, percent: bool, now: float) -> list[str]:
+    """Return one warning per implausible trait of a clean series (``ds``, ``y``, ``line``)."""
+    y = frame["y"].to_numpy(float)
+    lines = frame["line"].to_numpy() if "line" in frame else np.arange(len(y)) + 2
+    found = []
+    if percent and (y < 0).any():
+        i = int(np.argmin(y))
+        found.append(
+            f"series {sid}: {_count(int((y < 0).sum()), 'negative value')} in '{vcol}' "
+            f"(lowest {y[i]:g} on line {lines[i]}); CPU usage cannot be below 0%: check the source"
+        )
+    if percent and (y > 100).any():
+        i = int(np.argmax(y))
+        found.append(
+            f"series {sid}: {_count(int((y > 100).sum()), 'value')} above 100% in '{vcol}' "
+            f"(highest {y[i]:g} on line {lines[i]}); CPU usage is a percentage of all cores: "
+            f"check the unit (data.unit)"
+        )
+    if len(y) and float(np.ptp(y)) == 0.0:
+        found.append(
+            f"series {sid}: every value is {y[0]:g} ({len(y)} rows); a constant series has no pattern to "
+            f"learn and any change will be flagged: check the column '{vcol}'"
+        )
+    last = pd.Timestamp(frame["ds"].iloc[-1])
+    ahead = last.value / 1e9 - now
+    if ahead > DAY_SECONDS:
+        days = ahead / DAY_SECONDS
+        span = f"{days / 365.25:.1f} years" if days >= 365.25 else f"{days:.1f} days"
+        found.append(
+            f"series {sid}: last timestamp {last.isoformat()} (line {lines[-1]}) is {span} in the "
+            f"future; check the clock of the source or data.timezone"
+        )
+    return found
 
 
 def describe_series(frame: pd.DataFrame, gap_factor: float = 3.0) -> SeriesReport:
@@ -259,39 +423,44 @@ def describe_series(frame: pd.DataFrame, gap_factor: float = 3.0) -> SeriesRepor
     )
 
 
-def _read_table(file: Path, name: str) -> pd.DataFrame:
+def _read_chunks(file: Path, name: str) -> Iterator[pd.DataFrame]:
+    """Yield the file as text frames of at most ``CHUNK_ROWS`` rows (the first may be empty)."""
     if not file.exists():
         raise DataError(f"{name}: file not found; pass an existing CSV file with --dataset")
     if file.is_dir():
         raise DataError(f"{name}: is a directory; pass a CSV file with --dataset")
     try:
-        head = file.read_bytes()[:4096]
+        with file.open("rb") as handle:
+            head = handle.read(4096)
     except OSError as exc:
         raise DataError(f"{name}: cannot read file ({exc.strerror})") from exc
     if not head.strip():
         raise DataError(f"{name}: file is empty; expected a header line 'timestamp,cpu_usage' and data rows")
     try:
-        return pd.read_csv(
+        reader = pd.read_csv(
             file,
             dtype=str,
             keep_default_na=False,
             skip_blank_lines=False,
             skipinitialspace=True,
             encoding="utf-8-sig",
+            chunksize=CHUNK_ROWS,
         )
+        with reader:
+            yield from reader
     except UnicodeDecodeError as exc:
         raise DataError(f"{name}: not UTF-8 text (byte {exc.start}); save the file as UTF-8 CSV") from exc
     except pd.errors.ParserError as exc:
         match = re.search(r"line (\d+)", str(exc))
         where = f" line {match.group(1)}" if match else ""
-        raise DataError(
-            f"{name}{where}: malformed CSV ({str(exc).strip()}); check quoting and commas"
-        ) from exc
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 2 * EXCERPT_CHARS else detail[: 2 * EXCERPT_CHARS] + "…"
+        raise DataError(f"{name}{where}: malformed CSV ({detail}); check quoting and commas") from exc
     except pd.errors.EmptyDataError as exc:
         raise DataError(f"{name}: file is empty; expected a header line 'timestamp,cpu_usage'") from exc
 
 
-def _value_column(raw: pd.DataFrame, columns: list[str], wanted: str, ts_col: str, name: str) -> str:
+def _value_column(columns: list[str], wanted: str, ts_col: str, name: str) -> str:
     if wanted != "auto":
         if wanted not in columns:
             raise DataError(
@@ -328,14 +497,16 @@ def _parse_timestamps(
     if aware.any() and not aware.all():
         i = int(np.argmax(~aware.to_numpy())) if aware.iloc[0] else int(np.argmax(aware.to_numpy()))
         raise DataError(
-            f"{name} line {lines[i]}: timestamp {stripped[i]!r} mixes zone-aware and naive timestamps; "
-            f"give every timestamp a UTC offset or none"
+            f"{name} line {lines[i]}: timestamp {excerpt(stripped[i])} mixes zone-aware and naive "
+            f"timestamps; give every timestamp a UTC offset or none"
         )
     parsed = pd.to_datetime(series, format="ISO8601", errors="coerce", utc=bool(aware.all()))
     bad = parsed.isna().to_numpy()
     if bad.any():
         i = int(np.argmax(bad))
-        raise DataError(f"{name} line {lines[i]}: timestamp {stripped[i]!r} is not a date; {_EXPECTED_TS}")
+        raise DataError(
+            f"{name} line {lines[i]}: timestamp {excerpt(stripped[i])} is not a date; {_EXPECTED_TS}"
+        )
     index = pd.DatetimeIndex(parsed)
     if aware.all():
         return index, "aware"
@@ -346,14 +517,25 @@ def _parse_timestamps(
 
 
 def _clean(frame: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, int, int]:
-    """Sort, merge duplicate timestamps and drop missing values; return (frame, unsorted, duplicates)."""
-    ds = frame["ds"].to_numpy(dtype="datetime64[ns]")
-    unsorted = int(np.sum(ds[1:] < np.maximum.accumulate(ds)[:-1])) if len(ds) > 1 else 0
-    frame = frame.dropna(subset=["y"]).sort_values("ds", kind="stable")
-    dups = int(frame["ds"].duplicated().sum())
+    """Sort, merge duplicate timestamps and drop missing values; return (frame, unsorted, duplicates).
+
+    A ``line`` column, if present, follows its rows (a merged timestamp keeps its first line).
+    """
+    # Copies only where something changes: a file of millions of clean, sorted rows is not duplicated.
+    ns = pd.DatetimeIndex(frame["ds"]).as_unit("ns").asi8
+    unsorted = int(np.sum(ns[1:] < np.maximum.accumulate(ns)[:-1])) if len(ns) > 1 else 0
+    missing = np.isnan(frame["y"].to_numpy(float))
+    if missing.any():
+        frame = frame.loc[~missing]
+    if unsorted:
+        frame = frame.sort_values("ds", kind="stable")
+    ns = pd.DatetimeIndex(frame["ds"]).as_unit("ns").asi8
+    dups = int(np.count_nonzero(ns[1:] == ns[:-1]))
     if dups:
         if policy == "mean":
-            frame = frame.groupby("ds", as_index=False, sort=True)["y"].mean()
+            agg = {"y": ("y", "mean")} | ({"line": ("line", "first")} if "line" in frame else {})
+            frame = frame.groupby("ds", as_index=False, sort=True).agg(**agg)
         else:
             frame = frame.drop_duplicates("ds", keep="last" if policy == "last" else "first")
-    return frame.reset_index(drop=True)[["ds", "y"]], unsorted, dups
+    keep = ["ds", "y", "line"] if "line" in frame else ["ds", "y"]
+    return frame.reset_index(drop=True)[keep], unsorted, dups

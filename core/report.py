@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from core.config import Settings
     from core.evaluate import EvaluatedSeries
 
-__all__ = ["merge_metadata", "render_text", "write_evaluation"]
+__all__ = ["confusion_figure", "merge_metadata", "render_text", "write_evaluation"]
 
 
 def merge_metadata(path: Path, key: str, value: Any) -> None:
@@ -97,17 +97,7 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
 
     files = []
     p = metrics["point"]
-    fig, ax = plt.subplots(figsize=(4.5, 4))
-    cm = np.array([[p["tn"], p["fp"]], [p["fn"], p["tp"]]])
-    ax.imshow(cm, cmap="Blues")
-    for (i, j), v in np.ndenumerate(cm):
-        ax.text(j, i, f"{v}", ha="center", va="center", color="black", fontsize=12)
-    ax.set_xticks([0, 1], ["normal", "anomaly"])
-    ax.set_yticks([0, 1], ["normal", "anomaly"])
-    ax.set_xlabel("detected")
-    ax.set_ylabel("truth")
-    ax.set_title("Confusion matrix (points)")
-    fig.tight_layout()
+    fig = confusion_figure(np.array([[p["tn"], p["fp"]], [p["fn"], p["tp"]]]))
     files.append(out / "confusion_matrix.png")
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
@@ -129,6 +119,12 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
 
+    from core.plots import date_axis
+
+    values = np.concatenate([r.y for r in results])
+    finite = values[np.isfinite(values)]
+    percent = finite.size > 0 and finite.min() >= 0 and finite.max() <= 100
+    ylabel = "CPU usage (%)" if percent else "metric value (dataset units)"
     fig, axes = plt.subplots(len(results), 1, figsize=(14, 3.6 * len(results)), squeeze=False)
     for ax, r in zip(axes[:, 0], results, strict=True):
         d = pd.to_datetime(r.t, unit="s", utc=True)
@@ -146,6 +142,8 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
             ax.axvspan(d[a], d[b], color="orange", alpha=0.3, lw=0)
         ax.scatter(d[r.flagged], r.y[r.flagged], color="red", s=8, zorder=3, label="detected")
         ax.set_title(f"{r.id}: holdout replay (orange: true anomalies)")
+        ax.set_ylabel(ylabel)
+        date_axis(ax)
         ax.legend(loc="upper left", fontsize=8, ncol=4)
     fig.tight_layout()
     files.append(out / "detection_overview.png")
@@ -160,6 +158,7 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
             ax.plot(ks, [row[level][name] for row in sweep], marker="o", label=name)
         ax.axvline(metrics["threshold_multiplier"], color="gray", ls="--", lw=1)
         ax.set_xlabel("threshold multiplier")
+        ax.set_ylabel("precision, recall, F1")
         ax.set_title(f"{level} level")
         ax.set_ylim(0, 1.02)
         ax.legend()
@@ -169,3 +168,26 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
     return files
+
+
+def confusion_figure(cm: np.ndarray) -> Any:
+    """Return the confusion-matrix figure of a 2x2 count matrix ``[[tn, fp], [fn, tp]]``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    image = ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        # Light digits on the dark half of the colour map, dark digits on the light half.
+        r, g, b, _ = image.cmap(image.norm(v))
+        dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
+        ax.text(j, i, f"{v}", ha="center", va="center", color="white" if dark else "black", fontsize=12)
+    ax.set_xticks([0, 1], ["normal", "anomaly"])
+    ax.set_yticks([0, 1], ["normal", "anomaly"])
+    ax.set_xlabel("detected")
+    ax.set_ylabel("truth")
+    ax.set_title("Confusion matrix (points)")
+    fig.tight_layout()
+    return fig

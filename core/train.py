@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,10 +14,12 @@ import pandas as pd
 from loguru import logger
 
 from core.artifact import ModelArtifact, SeriesModel, save_artifact
+from core.band import DAY, WEEK
+from core.cleaning import OUTLIER_CUT, aggregate, find_outliers, nice_step
 from core.config import Settings
-from core.data import Dataset, Series, load_csv
-from core.errors import DataError
-from core.forecaster import fit_with_fallback
+from core.data import Dataset, LoadReport, Series, load_csv
+from core.errors import ConfigError, DataError
+from core.forecaster import MAX_GRID_POINTS, fit_with_fallback
 from core.fsutil import atomic_write_json
 from core.labels import ALL_SERIES, load_windows
 from core.quality import band_metrics, eda_summary
@@ -71,6 +75,9 @@ def split_series(series: Series, train_ratio: float) -> tuple[pd.DataFrame, pd.D
     return series.frame.iloc[:cut], series.frame.iloc[cut:]
 
 
+PLOT_POINTS = 200_000
+
+
 def _epoch(frame: pd.DataFrame) -> np.ndarray:
     return pd.DatetimeIndex(frame["ds"]).as_unit("ns").asi8 / 1e9
 
@@ -85,13 +92,24 @@ def train(
     eda: bool = True,
     labels: str | Path | None = None,
 ) -> TrainResult:
-    """Fit one model per series of ``dataset`` and write the artifact, metadata and plots."""
+    """Fit one model per series of ``dataset`` and write the artifact, metadata and plots.
+
+    Nothing is written unless the whole run succeeds: every file is first written beside its target
+    under a temporary name, and all are renamed into place at the end (a failure removes them).
+    """
     started = time.perf_counter()
+    artifact_path = Path(model_path)
+    if artifact_path.is_dir():
+        raise ConfigError(
+            f"{artifact_path}: the model path is a directory; name a file, "
+            f"e.g. {artifact_path / 'cpu_anomaly_model.json'}"
+        )
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     data = load_dataset(settings, dataset)
     for line in data.report.summary():
         logger.info(line)
+    for line in data.report.warnings:
+        logger.warning(line)
     windows = load_windows(labels, dataset, timezone=settings.data.timezone) if labels else {}
     params = score_params(settings)
     clip = (
@@ -100,103 +118,232 @@ def train(
         else None
     )
 
-    models: dict[str, SeriesModel] = {}
-    per_series: dict[str, Any] = {}
-    plot_files: list[Path] = []
-    for series in data.series:
-        train_part, holdout = split_series(series, settings.model.train_ratio)
-        excluded = 0
-        own = windows.get(series.id, []) + windows.get(ALL_SERIES, [])
-        if own:
-            t = _epoch(train_part)
-            keep = np.ones(len(t), dtype=bool)
-            for lo, hi in own:
-                keep &= ~((t >= lo) & (t <= hi))
-            excluded = int((~keep).sum())
-            train_part = train_part.loc[keep]
-        if len(train_part) < settings.data.min_rows:
-            raise DataError(
-                f"{dataset}: series {series.id} has {len(train_part)} training rows after the "
-                f"{settings.model.train_ratio:g} split; at least {settings.data.min_rows} are needed "
-                f"(raise model.train_ratio or supply more history)"
+    staged = _Staged()
+    try:
+        models: dict[str, SeriesModel] = {}
+        per_series: dict[str, Any] = {}
+        plot_files: list[Path] = []
+        for series in data.series:
+            model, entry, fitted, t_hold = _train_series(
+                series, settings, windows, clip, params, dataset, data.report
             )
-        logger.info(f"fitting {settings.model.kind} on series {series.id}: {len(train_part)} rows")
-        fitted = fit_with_fallback(settings.model, train_part, clip=clip)
-        if fitted.note:
-            logger.warning(f"series {series.id}: {fitted.note}")
-        model = SeriesModel.from_fitted(
-            fitted, series.id, dict(series.labels), unit=data.report.unit, scale=data.report.scale
-        )
-        models[series.id] = model
-        t_train, y_train = _epoch(train_part), train_part["y"].to_numpy(float)
-        t_hold, y_hold = _epoch(holdout), holdout["y"].to_numpy(float)
-        entry: dict[str, Any] = {
-            "kind": fitted.kind,
-            "note": fitted.note,
-            "rows_train": len(train_part),
-            "rows_holdout": len(holdout),
-            "rows_excluded_by_labels": excluded,
-            "train_start": model.to_dict()["training"]["start"],
-            "train_end": model.to_dict()["training"]["end"],
-            "fit_seconds": round(fitted.fit_seconds, 3),
-            "metrics": {
-                "train": band_metrics(t_train, y_train, fitted.band, params),
-                "holdout": band_metrics(t_hold, y_hold, fitted.band, params),
-            },
-        }
-        t_all = _epoch(series.frame)
-        y_all = series.frame["y"].to_numpy(float)
-        if eda:
-            entry["eda"] = eda_summary(t_all, y_all)
-        per_series[series.id] = entry
-        hold = entry["metrics"]["holdout"]
-        logger.info(
-            f"series {series.id}: fit {fitted.fit_seconds:.1f} s, holdout coverage "
-            f"{hold.get('coverage', float('nan')):.1%}, MAPE {hold.get('mape_percent') or float('nan'):.1f}%"
-        )
-        if plots:
-            plot_files += _plots(
-                out,
-                series.id,
-                t_all,
-                y_all,
-                fitted,
-                split=t_hold[0] if len(t_hold) else None,
-                params=params,
-                eda=eda,
-            )
+            models[series.id] = model
+            t_all = _epoch(series.frame)
+            y_all = series.frame["y"].to_numpy(float)
+            if eda:
+                entry["eda"] = eda_summary(t_all, y_all)
+            per_series[series.id] = entry
+            if plots:
+                plot_files += _plots(
+                    out,
+                    series.id,
+                    t_all,
+                    y_all,
+                    fitted,
+                    split=t_hold[0] if len(t_hold) else None,
+                    params=params,
+                    eda=eda,
+                    staged=staged,
+                    ylabel=_ylabel(data.report.value_column, data.report.unit),
+                )
 
-    artifact = ModelArtifact(
-        models=models,
-        config_hash=settings.model_hash(),
-        model_settings={
-            "data": settings.data.model_dump(mode="json"),
-            "model": settings.model.model_dump(mode="json"),
-        },
-    )
-    artifact_path = Path(model_path)
-    size = save_artifact(artifact, artifact_path)
-    metadata = {
-        "model_version": artifact.model_version,
-        "created_at": artifact.created_at,
-        "artifact": str(artifact_path),
-        "artifact_bytes": size,
-        "config_hash": artifact.config_hash,
-        "versions": artifact.versions,
-        "dataset": data.report.to_dict(),
-        "train_ratio": settings.model.train_ratio,
-        "scoring": settings.scoring.model_dump(mode="json"),
-        "series": per_series,
-        "plots": [str(p) for p in plot_files],
-        "train_seconds": round(time.perf_counter() - started, 3),
-    }
-    metadata_path = artifact_path.parent / "model_metadata.json"
-    atomic_write_json(metadata_path, metadata)
+        artifact = ModelArtifact(
+            models=models,
+            config_hash=settings.model_hash(),
+            model_settings={
+                "data": settings.data.model_dump(mode="json"),
+                "model": settings.model.model_dump(mode="json"),
+            },
+        )
+        size = save_artifact(artifact, staged.path(artifact_path))
+        metadata = {
+            "model_version": artifact.model_version,
+            "created_at": artifact.created_at,
+            "artifact": str(artifact_path),
+            "artifact_bytes": size,
+            "config_hash": artifact.config_hash,
+            "versions": artifact.versions,
+            "dataset": data.report.to_dict(),
+            "train_ratio": settings.model.train_ratio,
+            "scoring": settings.scoring.model_dump(mode="json"),
+            "series": per_series,
+            "plots": [str(p) for p in plot_files],
+            "train_seconds": round(time.perf_counter() - started, 3),
+        }
+        metadata_path = artifact_path.parent / "model_metadata.json"
+        atomic_write_json(staged.path(metadata_path), metadata)
+        staged.commit()
+    finally:
+        staged.discard()
     logger.info(
         f"model {artifact.model_version} written to {artifact_path} ({size / 1e6:.2f} MB), "
         f"metadata to {metadata_path}"
     )
     return TrainResult(artifact, artifact_path, size, metadata_path, metadata, plot_files)
+
+
+def _train_series(
+    series: Series,
+    settings: Settings,
+    windows: dict[str, list[tuple[float, float]]],
+    clip: tuple[float, float] | None,
+    params: ScoreParams,
+    dataset: str | Path,
+    report: LoadReport,
+) -> tuple[SeriesModel, dict[str, Any], Any, np.ndarray]:
+    """Clean, fit and measure one series; return its model, metadata entry, fit and holdout times."""
+    m = settings.model
+    train_part, holdout = split_series(series, m.train_ratio)
+    excluded = 0
+    own = windows.get(series.id, []) + windows.get(ALL_SERIES, [])
+    if own:
+        t = _epoch(train_part)
+        keep = np.ones(len(t), dtype=bool)
+        for lo, hi in own:
+            keep &= ~((t >= lo) & (t <= hi))
+        excluded = int((~keep).sum())
+        train_part = train_part.loc[keep]
+    if len(train_part) < settings.data.min_rows:
+        raise DataError(
+            f"{dataset}: series {series.id} has {len(train_part)} training rows after the "
+            f"{m.train_ratio:g} split; at least {settings.data.min_rows} are needed "
+            f"(raise model.train_ratio or supply more history)"
+        )
+    outliers = find_outliers(_epoch(train_part), train_part["y"].to_numpy(float))
+    if outliers.any():
+        logger.warning(_outlier_line(series, train_part, outliers))
+        train_part = train_part.loc[~outliers]
+    rows_read = len(train_part)
+    step = _aggregation_step(train_part, settings)
+    if step is not None:
+        train_part = aggregate(train_part, step)
+        logger.info(
+            f"series {series.id}: {rows_read:,} training rows are finer than the band step; "
+            f"aggregated to {len(train_part):,} rows at {step:g} s (one per step) before fitting"
+        )
+    used = train_part.tail(m.max_train_rows)
+    span = float(_epoch(used)[-1] - _epoch(used)[0]) if len(used) > 1 else 0.0
+    if len(used) < len(train_part):
+        logger.info(
+            f"series {series.id}: fitting the last {len(used):,} of {len(train_part):,} training rows "
+            f"({_duration(span)}); raise model.max_train_rows or model.band_step_seconds to use them all"
+        )
+    else:
+        logger.info(f"fitting {m.kind} on series {series.id}: {len(used):,} rows ({_duration(span)})")
+    for name, wanted, period in (
+        ("daily", m.daily_seasonality, DAY),
+        ("weekly", m.weekly_seasonality, WEEK),
+    ):
+        if wanted and m.kind == "prophet" and span < 2 * period:
+            logger.warning(
+                f"series {series.id}: {_duration(span)} of training history is too short for {name} "
+                f"seasonality (it needs {_duration(2 * period)}); the model has no {name} pattern: "
+                f"supply more history or set model.{name}_seasonality: false"
+            )
+    fitted = fit_with_fallback(m, train_part, clip=clip)
+    if fitted.note:
+        logger.warning(f"series {series.id}: {fitted.note}")
+    model = SeriesModel.from_fitted(
+        fitted, series.id, dict(series.labels), unit=report.unit, scale=report.scale
+    )
+    t_train, y_train = _epoch(train_part), train_part["y"].to_numpy(float)
+    t_hold, y_hold = _epoch(holdout), holdout["y"].to_numpy(float)
+    entry: dict[str, Any] = {
+        "kind": fitted.kind,
+        "note": fitted.note,
+        "rows_train": len(train_part),
+        "rows_holdout": len(holdout),
+        "rows_excluded_by_labels": excluded,
+        "rows_excluded_as_outliers": int(outliers.sum()),
+        "aggregated_to_seconds": step,
+        "train_start": model.to_dict()["training"]["start"],
+        "train_end": model.to_dict()["training"]["end"],
+        "fit_seconds": round(fitted.fit_seconds, 3),
+        "metrics": {
+            "train": band_metrics(t_train, y_train, fitted.band, params),
+            "holdout": band_metrics(t_hold, y_hold, fitted.band, params),
+        },
+    }
+    hold = entry["metrics"]["holdout"]
+    mape = hold.get("mape_percent")
+    logger.info(
+        f"series {series.id}: fit {fitted.fit_seconds:.1f} s, holdout coverage "
+        f"{hold.get('coverage', float('nan')):.1%}, MAPE "
+        + (f"{mape:.1f}%" if mape is not None else "n/a (no value of at least 1)")
+    )
+    return model, entry, fitted, t_hold
+
+
+class _Staged:
+    """Files written beside their targets under temporary names; ``commit`` renames them all into place."""
+
+    def __init__(self) -> None:
+        self._pairs: list[tuple[Path, Path]] = []
+
+    def path(self, target: Path) -> Path:
+        """Return the temporary path to write ``target``'s content to (same directory, same suffix)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
+        self._pairs.append((tmp, target))
+        return tmp
+
+    def commit(self) -> None:
+        """Rename every staged file onto its target (the metadata last, as it was staged last)."""
+        while self._pairs:
+            tmp, target = self._pairs.pop(0)
+            if tmp.exists():  # a plot with nothing to draw writes no file
+                os.replace(tmp, target)
+
+    def discard(self) -> None:
+        """Remove the staged files not yet committed."""
+        for tmp, _ in self._pairs:
+            tmp.unlink(missing_ok=True)
+        self._pairs.clear()
+
+
+def _outlier_line(series: Series, frame: pd.DataFrame, mask: np.ndarray) -> str:
+    """Return the warning naming the outliers left out of a fit, with their CSV lines and values."""
+    rows = frame.index.to_numpy()[mask]
+    values = frame["y"].to_numpy(float)[mask]
+    lines = series.lines[rows] if series.lines is not None else rows + 2
+    shown = ", ".join(f"line {ln} ({v:g})" for ln, v in list(zip(lines, values, strict=True))[:5])
+    more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+    return (
+        f"series {series.id}: {len(rows)} outlier{'s' if len(rows) > 1 else ''} left out of the fit: "
+        f"{shown}{more} (more than {OUTLIER_CUT:g} robust deviations from the rolling median); "
+        f"check those rows if they are not real"
+    )
+
+
+def _aggregation_step(frame: pd.DataFrame, settings: Settings) -> float | None:
+    """Return the band step to average training rows to, or None when they are not finer than it."""
+    t = _epoch(frame)
+    if len(t) < 2:
+        return None
+    data_step = float(np.median(np.diff(t)))
+    step = settings.model.band_step_seconds
+    if step is None:
+        # The band grid holds at most MAX_GRID_POINTS: finer data would be fitted at a resolution the
+        # band cannot keep (and cut to model.max_train_rows), so average it to the grid's round step.
+        grid = (t[-1] - t[0] + settings.model.horizon_days * DAY) / (MAX_GRID_POINTS - 1)
+        if data_step >= grid:
+            return None
+        step = nice_step(grid)
+    return float(step) if data_step < 0.999 * step else None
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * DAY:
+        return f"{seconds / DAY:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 60:.0f} minutes"
+
+
+def _ylabel(column: str, unit: str) -> str:
+    """Return the y-axis label of a series: the metric and its unit."""
+    name = "CPU usage" if column == "cpu_usage" else column
+    return f"{name} (%)" if unit in ("fraction", "percent") else name
 
 
 def _plots(
@@ -209,28 +356,37 @@ def _plots(
     split: float | None,
     params: ScoreParams,
     eda: bool,
+    staged: _Staged,
+    ylabel: str,
 ) -> list[Path]:
     from core import plots
     from core.scoring import score
 
     name = plots.safe_name(sid)
+    # A plot cannot show millions of points: draw every k-th (at most PLOT_POINTS), and spare the memory.
+    every = slice(None, None, max(1, -(-len(t) // PLOT_POINTS)))
+    t, y = t[every], y[every]
     values = fitted.band.lookup(t)
     flagged = score(y, values.yhat, values.lower, values.upper, params).is_anomaly
-    files = [
-        plots.plot_forecast(
-            out / f"forecast_{name}.png",
-            f"{sid}: forecast band ({fitted.kind})",
-            t,
-            y,
-            fitted.band,
-            split,
-            flagged,
-        )
-    ]
+    files = [out / f"forecast_{name}.png"]
+    plots.plot_forecast(
+        staged.path(files[-1]),
+        f"{sid}: forecast band ({fitted.kind})",
+        t,
+        y,
+        fitted.band,
+        split,
+        flagged,
+        ylabel=ylabel,
+    )
     if fitted.forecast is not None:
-        comp = plots.plot_components(out / f"components_{name}.png", f"{sid}: components", fitted.forecast)
-        if comp is not None:
-            files.append(comp)
+        target = out / f"components_{name}.png"
+        drawn = plots.plot_components(
+            staged.path(target), f"{sid}: components", fitted.forecast, ylabel=ylabel
+        )
+        if drawn is not None:
+            files.append(target)
     if eda:
-        files.append(plots.plot_eda(out / f"eda_{name}.png", f"{sid}: exploratory view", t, y))
+        files.append(out / f"eda_{name}.png")
+        plots.plot_eda(staged.path(files[-1]), f"{sid}: exploratory view", t, y, xlabel=ylabel)
     return files

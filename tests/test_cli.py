@@ -108,7 +108,7 @@ def test_check_config(tmp_path):
         ),
         (
             ["--threshold-multiplier", "-2", "--check-config"],
-            "error: <defaults>: scoring.threshold_multiplier: -2.0 is invalid",
+            "error: --threshold-multiplier: -2.0 is invalid (Input should be greater than 0)",
         ),
     ],
 )

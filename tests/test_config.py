@@ -117,7 +117,7 @@ def test_influx_environment_and_secrets(tmp_path):
 
 
 def test_unreadable_token_file_is_reported(tmp_path):
-    with pytest.raises(ConfigError, match="influxdb.token_file: cannot read"):
+    with pytest.raises(ConfigError, match="^environment variable INFLUXDB_TOKEN_FILE: cannot read"):
         load_settings(None, env={"INFLUXDB_TOKEN_FILE": str(tmp_path / "missing")})
 
 
