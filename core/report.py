@@ -43,7 +43,7 @@ def render_text(metrics: dict[str, Any]) -> str:
         "============================",
         f"dataset: {metrics['dataset']}   series: {', '.join(metrics['series'])}",
         f"holdout points: {metrics['points']} ({metrics['anomalous_points']} inside anomalies)   "
-        f"threshold multiplier: {metrics['threshold_multiplier']:g}   seed: {metrics['seed']}",
+        f"score threshold: {metrics['threshold_multiplier']:g}   seed: {metrics['seed']}",
         "method: causal replay of the holdout through the monitor loop (refits use only past data);",
         "        anomalies injected into the holdout"
         + (f" plus labelled incidents ({metrics['labels']})" if metrics.get("labels") else ""),
@@ -65,7 +65,7 @@ def render_text(metrics: dict[str, Any]) -> str:
     ]
     for kind, c in sorted(metrics["events_by_kind"].items()):
         lines.append(f"  {kind:<12} {c['detected']}/{c['events']}")
-    lines += ["", "Threshold analysis (multiplier: point P / R / F1, event P / R / F1, FPR)"]
+    lines += ["", "Threshold analysis (score threshold: point P / R / F1, event P / R / F1, FPR)"]
     for row in metrics["threshold_analysis"]:
         pt, ev = row["point"], row["event"]
         lines.append(
@@ -73,6 +73,18 @@ def render_text(metrics: dict[str, Any]) -> str:
             f"{_pct(pt['f1']):>6}   {_pct(ev['precision']):>6} / {_pct(ev['recall']):>6} / "
             f"{_pct(ev['f1']):>6}   {_pct(pt['fpr'])}"
         )
+    base = metrics.get("baseline")
+    if base:
+        bp, be = base["point"], base["event"]
+        auc = f"{base['roc_auc']:.3f}" if base["roc_auc"] is not None else "n/a"
+        lines += [
+            "",
+            "Ten-line baseline on the same replayed values, at the detector's false positive rate",
+            f"  ({base['method']})",
+            f"  point P / R / F1 {_pct(bp['precision'])} / {_pct(bp['recall'])} / {_pct(bp['f1'])}   "
+            f"event P / R / F1 {_pct(be['precision'])} / {_pct(be['recall'])} / {_pct(be['f1'])}   "
+            f"ROC AUC {auc}",
+        ]
     lines.append(f"\nruntime {metrics.get('seconds', 0):.1f} s")
     return "\n".join(lines) + "\n"
 
@@ -157,7 +169,7 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
         for name in ("precision", "recall", "f1"):
             ax.plot(ks, [row[level][name] for row in sweep], marker="o", label=name)
         ax.axvline(metrics["threshold_multiplier"], color="gray", ls="--", lw=1)
-        ax.set_xlabel("threshold multiplier")
+        ax.set_xlabel("score threshold (scoring.threshold_multiplier)")
         ax.set_ylabel("precision, recall, F1")
         ax.set_title(f"{level} level")
         ax.set_ylim(0, 1.02)

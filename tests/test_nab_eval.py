@@ -136,3 +136,34 @@ def test_nab_scores_are_the_monitor_records_scores(settings: Settings) -> None:
     np.testing.assert_array_equal(score_file(settings, f), nab_score(records["score"]))
     assert (records["score"][:288] == 0).all()  # no model before data.min_rows rows
     assert (records["score"][400:] > 0).any()
+
+
+@pytest.mark.slow
+def test_monitor_replay_of_a_nab_file_scores_as_the_nab_mode(settings: Settings, tmp_path: Path) -> None:
+    """`--mode monitor` (source replay, no model) and the NAB mode give the same per-row scores."""
+    import os
+    import subprocess
+    import sys
+
+    stamps, values = series(seed=5)
+    values[1200:1210] += 25.0
+    pd.DataFrame({"timestamp": stamps, "value": values}).to_csv(tmp_path / "f.csv", index=False)
+    env = {**os.environ, "MONITORING_SOURCE": "replay", "TELEMETRY_PORT": "0"}
+    env = {k: v for k, v in env.items() if not k.startswith(("INFLUXDB_", "PROMETHEUS_"))}
+    main = Path(__file__).resolve().parents[1] / "main.py"
+    result = subprocess.run(
+        [sys.executable, str(main), "--mode", "monitor", "--dataset", "f.csv"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(x) for x in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
+    monitor = np.array([r["score"] or 0.0 for r in lines])
+    nab_mode = replay_file(settings, nab.CorpusFile("f.csv", stamps, values, ()))["score"]
+    assert len(monitor) == len(nab_mode) == ROWS
+    rho = pd.Series(monitor).rank().corr(pd.Series(nab_mode).rank())
+    assert rho >= 0.999
+    np.testing.assert_allclose(monitor, nab_mode, rtol=1e-9, atol=1e-9)
