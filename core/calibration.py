@@ -11,9 +11,9 @@ series from the residuals ``r = y - yhat`` the loop has already scored, each one
     s     = 1 + (x - u) / (beta * ln(1 / p0))           beyond the edge (an exponential tail)
 
 so, were the quantiles exact, a normal point would reach score ``s`` with probability ``p0 ** s`` per
-channel side. With the short default window (500 rows, chosen on NAB so that an old outlier is soon
+channel side. With the short default window (1,000 rows, chosen on NAB so that an old outlier is soon
 forgotten) the estimated tail runs light: on i.i.d. noise of any tail shape about 10% of points score
-above 1, 0.8% above 2 and 0.04-0.1% above 3, all channels together (``tests/test_calibration.py``); the
+above 1, 0.6% above 2 and 0.03-0.06% above 3, all channels together (``tests/test_calibration.py``); the
 README gives the measured false alarms per series per day at each severity. The channels:
 
 * ``point``: ``max(r, 0)`` and ``max(-r, 0)``, each side on its own history, ``p0 = (1 - width) / 2``:
@@ -57,10 +57,10 @@ class CalibrationParams:
     """One parameter set for every series."""
 
     p0: float = 0.025
-    p1: float = 0.001
-    window: int = 500
+    p1: float = 0.0005
+    window: int = 1000
     min_history: int = 100
-    shift_window: int = 12
+    shift_window: int = 6
     flat_window: int = 12
     flat_history: int = 4032
     flat_delay: int = 288

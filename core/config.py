@@ -135,10 +135,10 @@ class SeverityCuts(_Section):
 class CalibrationSettings(_Section):
     """How each series' band and score are calibrated online from its own residuals."""
 
-    window: int = Field(500, ge=20, le=100000)
+    window: int = Field(1000, ge=20, le=100000)
     min_history: int = Field(100, ge=10)
-    tail_quantile: float = Field(0.999, gt=0.5, lt=1)
-    shift_window: int = Field(12, ge=2, le=10000)
+    tail_quantile: float = Field(0.9995, gt=0.5, lt=1)
+    shift_window: int = Field(6, ge=2, le=10000)
     flat_window: int = Field(12, ge=2, le=10000)
     flat_history: int = Field(4032, ge=20, le=100000)
     flat_delay: int = Field(288, ge=0, le=100000)

@@ -54,7 +54,7 @@ def test_one_threshold_means_the_same_false_alarm_rate_on_differently_tailed_noi
     }[dist]
     s = run(noise).score[P.window :]
     rates = [float(np.mean(s > k)) for k in (1.0, 2.0, 3.0)]
-    # Measured on this noise (all channels): about 10%, 0.8% and 0.04-0.1% of points.
+    # Measured on this noise (all channels): about 10%, 0.6% and 0.03-0.06% of points.
     assert 0.09 < rates[0] < 0.12
     assert 0.005 < rates[1] < 0.011
     assert 0.0001 < rates[2] < 0.002
