@@ -2,11 +2,8 @@
 
 This is the only place that parses flags, configures logging and builds concrete objects; each mode
 calls one function of ``core``. Output: progress lines on stdout, and on failure exactly one line
-``error: ...`` on stderr with the exit code below (never a traceback; details go to the log file).
-
-Exit codes: 0 success, 1 internal error (a bug: see logs/application.log), 2 bad input (flags, config,
-data), 3 model artifact missing or unusable, 4 metrics source unavailable, 5 results store unusable,
-130 interrupted before a clean stop.
+``error: ...`` on stderr with the documented exit code (never a traceback; details go to the log
+file). The exception tree and the exit-code table are in ``core/errors.py``, written once.
 """
 
 from __future__ import annotations
@@ -17,6 +14,8 @@ import sys
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn
+
+from core.errors import exit_codes_text
 
 DEFAULT_MODEL_NAME = "cpu_anomaly_model.json"
 
@@ -32,8 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="main.py",
         description="Prophet-based anomaly detection for infrastructure metrics.",
-        epilog="Exit codes: 0 ok, 1 internal error, 2 bad input, 3 model problem, 4 source unavailable, "
-        "5 results store unusable, 130 interrupted.",
+        epilog=exit_codes_text(),
     )
     p.add_argument(
         "--mode",
@@ -132,8 +130,8 @@ def run(argv: list[str] | None = None) -> int:
     except AnomalyDetectorError as exc:
         logger.opt(exception=exc).debug("failed")
         return _fail(exc, exit_code_for(exc))
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        return _fail("interrupted", exit_code_for(exc))
     except OSError as exc:  # the file system said no: a path or permission the operator can fix
         logger.opt(exception=exc).debug("failed")
         where = f"{exc.filename}: " if exc.filename else ""
@@ -221,7 +219,6 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
 
     from core import __version__
     from core.artifact import load_artifact
-    from core.band import DAY
     from core.detector import Detector, ModelStore
     from core.errors import ConfigError, ModelError
     from core.monitor import Monitor
@@ -230,6 +227,7 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
     from core.sinks.influx import build_forwarder
     from core.sinks.wal import MetricsLog
     from core.telemetry import Telemetry, TelemetryServer
+    from core.timegrid import DAY
     from core.train import score_params
 
     m = settings.monitoring

@@ -29,9 +29,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core import nab  # noqa: E402
-from core.band import DAY, WEEK  # noqa: E402
 from core.config import load_settings  # noqa: E402
 from core.nab_eval import DEFAULT, NabParams, epoch_seconds, nab_scores, nab_settings, replay_file  # noqa: E402
+from core.timegrid import DAY, WEEK  # noqa: E402
 
 NAB_DIR = Path(__file__).resolve().parents[2] / "shared" / "nab"
 CACHE = Path(os.environ.get("NAB_BENCH_CACHE", Path.home() / ".cache" / "nab_bench"))  # outside the repo

@@ -26,12 +26,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from core import __version__
 from core.band import Band
 from core.errors import ModelError
 from core.fsutil import atomic_open
+from core.timegrid import iso_to_epoch, to_iso
 
 if TYPE_CHECKING:
     from core.forecaster import FittedModel
@@ -88,8 +87,8 @@ class SeriesModel:
             "unit": self.unit,
             "scale": self.scale,
             "training": {
-                "start": _iso(self.train_start),
-                "end": _iso(self.train_end),
+                "start": to_iso(self.train_start),
+                "end": to_iso(self.train_end),
                 "rows": self.train_rows,
                 "fit_seconds": round(self.fit_seconds, 3),
             },
@@ -109,8 +108,8 @@ class SeriesModel:
             band=Band.from_dict(data["band"]),
             unit=str(data.get("unit", "raw")),
             scale=float(data.get("scale", 1.0)),
-            train_start=_epoch(training["start"]),
-            train_end=_epoch(training["end"]),
+            train_start=iso_to_epoch(training["start"]),
+            train_end=iso_to_epoch(training["end"]),
             train_rows=int(training["rows"]),
             fit_seconds=float(training.get("fit_seconds", 0.0)),
             prophet=data.get("prophet"),
@@ -218,11 +217,3 @@ def load_artifact(path: str | Path) -> ModelArtifact:
         raise ModelError(
             f"{file}: artifact is incomplete or corrupt ({exc!r}); retrain with --mode train"
         ) from exc
-
-
-def _iso(epoch: float) -> str:
-    return pd.Timestamp(epoch, unit="s", tz="UTC").isoformat()
-
-
-def _epoch(text: str) -> float:
-    return float(pd.Timestamp(text).as_unit("ns").value / 1e9)

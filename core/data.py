@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import DataError
+from core.timegrid import to_epoch
 
 __all__ = [
     "VALUE_COLUMNS",
@@ -243,7 +244,7 @@ def load_csv(
 
 def describe_series(frame: pd.DataFrame, gap_factor: float = 3.0) -> SeriesReport:
     """Summarise a clean series: span, typical step and gaps longer than ``gap_factor`` steps."""
-    secs = frame["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    secs = to_epoch(frame["ds"])
     diffs = np.diff(secs)
     step = float(np.median(diffs)) if diffs.size else 0.0
     big = diffs > gap_factor * step if step > 0 else np.zeros(0, bool)

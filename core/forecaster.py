@@ -20,9 +20,10 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from core.band import DAY, WEEK, Band
+from core.band import Band
 from core.config import ModelSettings
-from core.errors import ModelError
+from core.errors import FitError, ModelError
+from core.timegrid import DAY, WEEK, to_epoch
 
 __all__ = [
     "FittedModel",
@@ -62,19 +63,12 @@ class Forecaster(Protocol):
         ...
 
 
-def _epoch(ds: pd.Series | pd.DatetimeIndex) -> np.ndarray:
-    values = pd.DatetimeIndex(ds)
-    if values.tz is None:
-        values = values.tz_localize("UTC")
-    return values.tz_convert("UTC").as_unit("ns").asi8 / 1e9
-
-
 def _validate(frame: pd.DataFrame) -> pd.DataFrame:
     if not {"ds", "y"} <= set(frame.columns):
-        raise ModelError("a series to fit needs columns 'ds' and 'y'")
+        raise FitError("a series to fit needs columns 'ds' and 'y'")
     frame = frame.dropna(subset=["y"])
     if len(frame) < 2:
-        raise ModelError(f"a series needs at least 2 values to fit, got {len(frame)}")
+        raise FitError(f"a series needs at least 2 values to fit, got {len(frame)}")
     return frame
 
 
@@ -137,13 +131,13 @@ class ProphetForecaster:
         """Fit Prophet on the series and precompute the band over the span plus the horizon."""
         frame = _validate(frame).tail(self.settings.max_train_rows)
         started = time.perf_counter()
-        t = _epoch(frame["ds"])
+        t = to_epoch(frame["ds"])
         model = self._new_model(float(t[-1] - t[0]))
         train = self._frame(frame["ds"]).assign(y=frame["y"].to_numpy(float))
         try:
             model.fit(train)
         except Exception as exc:  # Prophet/Stan raise a variety of errors; the caller may fall back
-            raise ModelError(f"Prophet fit failed: {exc}") from exc
+            raise FitError(f"Prophet fit failed: {exc}") from exc
         start, step, n = _grid(t, self.settings.horizon_days * DAY, self.settings.band_step_seconds)
         grid = pd.to_datetime(start + step * np.arange(n), unit="s", utc=True)
         # In chunks: Prophet's uncertainty sampling holds rows x samples matrices; chunks bound the memory.
@@ -225,7 +219,7 @@ class ProfileForecaster:
         """Fit the profile and precompute the band over the span plus the horizon."""
         frame = _validate(frame).tail(self.settings.max_train_rows)
         started = time.perf_counter()
-        t = _epoch(frame["ds"])
+        t = to_epoch(frame["ds"])
         y = frame["y"].to_numpy(float)
         start, step, n = _grid(t, self.settings.horizon_days * DAY, self.settings.band_step_seconds)
         offset = _zone_offset(t, self.settings.seasonality_timezone)

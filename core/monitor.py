@@ -16,43 +16,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from loguru import logger
 
 from core.detector import Detector
 from core.errors import SinkError, SourceError, SourceUnavailable
-from core.records import PointBatch, ScoredRecord, SeriesRef, Sink, Source, align_down
+from core.protocols import Refits, Sink, Source, TickObserver
+from core.records import PointBatch, ScoredRecord, SeriesRef
+from core.timegrid import align_down
 
-__all__ = ["Monitor", "MonitorStats", "Refits", "TickObserver"]
-
-
-class Refits(Protocol):
-    """Schedules refits of due series (``core.refit.Refitter``)."""
-
-    def schedule(self, series: Sequence[SeriesRef], now: float) -> int:
-        """Submit fits for the due series."""
-        ...
-
-    def close(self) -> None:
-        """Stop accepting work."""
-        ...
-
-
-class TickObserver(Protocol):
-    """Receives what each tick did (telemetry implements it)."""
-
-    def on_tick(self, now: float, seconds: float, records: Sequence[ScoredRecord]) -> None:
-        """Record one completed tick."""
-        ...
-
-    def on_missed(self, count: int) -> None:
-        """Record grid times skipped because a tick overran."""
-        ...
-
-    def on_error(self, kind: str, exc: BaseException) -> None:
-        """Record a failed poll or write."""
-        ...
+__all__ = ["Monitor", "MonitorStats"]
 
 
 @dataclass

@@ -22,12 +22,13 @@ import pandas as pd
 from loguru import logger
 
 from core.artifact import ModelArtifact, SeriesModel, save_artifact
-from core.band import DAY
 from core.config import ModelSettings
 from core.detector import ModelStore
 from core.errors import AnomalyDetectorError
 from core.forecaster import FittedModel, ProfileForecaster, fit_with_fallback
-from core.records import SeriesRef, Source
+from core.protocols import Source
+from core.records import SeriesRef
+from core.timegrid import DAY, from_epoch
 
 __all__ = ["DaemonExecutor", "InlineExecutor", "ProcessFitter", "RefitPolicy", "Refitter", "fit_here"]
 
@@ -275,7 +276,7 @@ class Refitter:
             self._next_try[series.id] = now + min(self.policy.retry_after, max(self.policy.interval, 60.0))
             logger.debug(f"refit of {series.id} postponed: {len(t)} points, {self.policy.min_rows} needed")
             return None
-        frame = pd.DataFrame({"ds": pd.to_datetime(t, unit="s", utc=True), "y": y})
+        frame = pd.DataFrame({"ds": from_epoch(t), "y": y})
         if self.settings.kind == "prophet" and t[-1] - t[0] < self.policy.prophet_min_span:
             fitted = ProfileForecaster(self.settings).fit(frame, clip=self.clip)  # milliseconds: no process
         else:

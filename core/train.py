@@ -20,6 +20,7 @@ from core.fsutil import atomic_write_json
 from core.labels import ALL_SERIES, load_windows
 from core.quality import band_metrics, eda_summary
 from core.scoring import ScoreParams
+from core.timegrid import to_epoch
 
 __all__ = ["TrainResult", "load_dataset", "score_params", "split_series", "train"]
 
@@ -71,10 +72,6 @@ def split_series(series: Series, train_ratio: float) -> tuple[pd.DataFrame, pd.D
     return series.frame.iloc[:cut], series.frame.iloc[cut:]
 
 
-def _epoch(frame: pd.DataFrame) -> np.ndarray:
-    return pd.DatetimeIndex(frame["ds"]).as_unit("ns").asi8 / 1e9
-
-
 def train(
     settings: Settings,
     dataset: str | Path,
@@ -108,7 +105,7 @@ def train(
         excluded = 0
         own = windows.get(series.id, []) + windows.get(ALL_SERIES, [])
         if own:
-            t = _epoch(train_part)
+            t = to_epoch(train_part["ds"])
             keep = np.ones(len(t), dtype=bool)
             for lo, hi in own:
                 keep &= ~((t >= lo) & (t <= hi))
@@ -128,8 +125,8 @@ def train(
             fitted, series.id, dict(series.labels), unit=data.report.unit, scale=data.report.scale
         )
         models[series.id] = model
-        t_train, y_train = _epoch(train_part), train_part["y"].to_numpy(float)
-        t_hold, y_hold = _epoch(holdout), holdout["y"].to_numpy(float)
+        t_train, y_train = to_epoch(train_part["ds"]), train_part["y"].to_numpy(float)
+        t_hold, y_hold = to_epoch(holdout["ds"]), holdout["y"].to_numpy(float)
         entry: dict[str, Any] = {
             "kind": fitted.kind,
             "note": fitted.note,
@@ -144,7 +141,7 @@ def train(
                 "holdout": band_metrics(t_hold, y_hold, fitted.band, params),
             },
         }
-        t_all = _epoch(series.frame)
+        t_all = to_epoch(series.frame["ds"])
         y_all = series.frame["y"].to_numpy(float)
         if eda:
             entry["eda"] = eda_summary(t_all, y_all)

@@ -34,16 +34,13 @@ from servers import (
 )
 
 from core.config import InfluxSettings
-from core.errors import SinkError
+from core.errors import RetryableWriteError, SinkError, WriteAuthError, WriteRejectedError
 from core.records import ScoredRecord
 from core.sinks.influx import (
     Forwarder,
     ForwarderEvent,
     InfluxV1Writer,
     InfluxV2Writer,
-    RetryableWriteError,
-    WriteAuthError,
-    WriteRejectedError,
     build_forwarder,
     classify_status,
 )

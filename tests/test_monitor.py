@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from core.artifact import ModelArtifact, SeriesModel
-from core.band import DAY
 from core.clock import SimClock
 from core.config import ModelSettings
 from core.detector import Detector, ModelStore
@@ -16,10 +15,11 @@ from core.errors import SourceError, SourceUnavailable
 from core.evaluate import Collector
 from core.forecaster import ProfileForecaster
 from core.monitor import Monitor
-from core.records import PointBatch, SeriesRef, grid_times
+from core.records import PointBatch, SeriesRef
 from core.refit import InlineExecutor, RefitPolicy, Refitter
 from core.scoring import ScoreParams
 from core.sources.simulator import SimulatorSource
+from core.timegrid import DAY, grid_times
 
 T0 = 1_762_992_000.0  # a midnight UTC: on every grid used here
 

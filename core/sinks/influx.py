@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
@@ -39,7 +39,14 @@ import urllib3
 from loguru import logger
 
 from core.config import InfluxSettings
-from core.errors import SinkError
+from core.errors import (
+    RetryableWriteError,
+    SinkError,
+    WriteAuthError,
+    WriteError,
+    WriteRejectedError,
+)
+from core.protocols import Writer
 from core.records import ScoredRecord
 from core.sinks.lineproto import encode_records
 from core.sinks.wal import Cursor, MetricsLog, Position
@@ -50,11 +57,6 @@ __all__ = [
     "ForwarderEvent",
     "InfluxV1Writer",
     "InfluxV2Writer",
-    "RetryableWriteError",
-    "WriteAuthError",
-    "WriteError",
-    "WriteRejectedError",
-    "Writer",
     "build_forwarder",
     "classify_status",
 ]
@@ -63,35 +65,6 @@ DEFAULT_FORWARDER_NAME = "influxdb"
 _REJECTED = frozenset({400, 413, 422})
 _AUTH = frozenset({401, 403})
 _ERROR_TEXT = 300
-
-
-class WriteError(SinkError):
-    """A write request failed; ``status`` is the HTTP status (None when there was no answer)."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        retry_after: float | None = None,
-        long_backoff: bool = False,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.retry_after = retry_after
-        self.long_backoff = long_backoff
-
-
-class RetryableWriteError(WriteError):
-    """The database did not take the batch but may later: keep it and retry."""
-
-
-class WriteAuthError(RetryableWriteError):
-    """The database refused the credentials (401/403): retry slowly until an operator fixes them."""
-
-
-class WriteRejectedError(WriteError):
-    """The database refused the data itself (400): retrying the same batch cannot succeed."""
 
 
 def classify_status(status: int, what: str, detail: str, retry_after: float | None = None) -> WriteError:
@@ -117,20 +90,6 @@ def _short(text: Any) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", errors="replace")
     return " ".join(str(text).split())[:_ERROR_TEXT]
-
-
-class Writer(Protocol):
-    """Send line-protocol lines to a database in one request."""
-
-    description: str
-
-    def write(self, lines: Sequence[str]) -> None:
-        """Write the lines (ms precision) or raise a :class:`WriteError`."""
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
-        ...
 
 
 class InfluxV2Writer:

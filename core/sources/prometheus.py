@@ -41,7 +41,8 @@ import requests
 from loguru import logger
 
 from core.errors import ConfigError, SourceError, SourceUnavailable
-from core.records import PointBatch, SeriesRef, align_down
+from core.records import PointBatch, SeriesRef
+from core.timegrid import align_down
 
 if TYPE_CHECKING:
     from core.config import MonitoringSettings, PrometheusSettings
