@@ -218,9 +218,10 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
     from loguru import logger
 
     from core import __version__
-    from core.artifact import load_artifact
-    from core.detector import Detector, ModelStore
+    from core.detector import Detector
     from core.errors import ConfigError, ModelError
+    from core.model.artifact import load_artifact
+    from core.model.store import ModelStore
     from core.monitor import Monitor
     from core.refit import RefitPolicy, Refitter
     from core.sinks.files import LocalFiles, SystemReport, restore_last_seen

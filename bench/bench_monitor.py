@@ -30,8 +30,9 @@ sys.path.insert(0, str(ROOT))
 
 def bench_loop(series: int, seconds: float) -> dict[str, float]:
     """Time scoring and ticks of the real loop with ``series`` simulated hosts."""
-    from core.artifact import SeriesModel, load_artifact
-    from core.detector import Detector, ModelStore
+    from core.detector import Detector
+    from core.model.artifact import SeriesModel, load_artifact
+    from core.model.store import ModelStore
     from core.monitor import Monitor
     from core.scoring import ScoreParams
     from core.sinks.files import LocalFiles

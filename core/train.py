@@ -11,16 +11,17 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from core.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.config import Settings
 from core.data import Dataset, Series, load_csv
 from core.errors import DataError
-from core.forecaster import fit_with_fallback
 from core.fsutil import atomic_write_json
 from core.labels import ALL_SERIES, load_windows
+from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
+from core.model.forecaster import choose_and_fit
 from core.quality import band_metrics, eda_summary
 from core.scoring import ScoreParams
 from core.timegrid import to_epoch
+from core.units import clip_range
 
 __all__ = ["TrainResult", "load_dataset", "score_params", "split_series", "train"]
 
@@ -38,16 +39,8 @@ class TrainResult:
 
 
 def score_params(settings: Settings) -> ScoreParams:
-    """Return the scoring rule from the settings (flags already applied)."""
-    s = settings.scoring
-    return ScoreParams(
-        threshold_multiplier=s.threshold_multiplier,
-        direction=s.direction,
-        min_deviation=s.min_deviation,
-        medium=s.severity.medium,
-        high=s.severity.high,
-        critical=s.severity.critical,
-    )
+    """Return the scoring rule from the settings (kept for callers not yet on ``ScoringSettings.params``)."""
+    return settings.scoring.params()
 
 
 def load_dataset(settings: Settings, path: str | Path) -> Dataset:
@@ -91,11 +84,7 @@ def train(
         logger.info(line)
     windows = load_windows(labels, dataset, timezone=settings.data.timezone) if labels else {}
     params = score_params(settings)
-    clip = (
-        (0.0, 100.0)
-        if data.report.unit in ("fraction", "percent") and settings.model.clip_to_unit_range
-        else None
-    )
+    clip = clip_range(data.report.unit, settings)
 
     models: dict[str, SeriesModel] = {}
     per_series: dict[str, Any] = {}
@@ -118,7 +107,7 @@ def train(
                 f"(raise model.train_ratio or supply more history)"
             )
         logger.info(f"fitting {settings.model.kind} on series {series.id}: {len(train_part)} rows")
-        fitted = fit_with_fallback(settings.model, train_part, clip=clip)
+        fitted = choose_and_fit(settings.model, train_part, clip=clip)
         if fitted.note:
             logger.warning(f"series {series.id}: {fitted.note}")
         model = SeriesModel.from_fitted(

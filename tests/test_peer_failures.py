@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from core.config import ModelSettings
-from core.forecaster import ProphetForecaster
+from core.model.forecaster import ProphetForecaster
 from core.timegrid import DAY
 
 ROOT = Path(__file__).resolve().parents[1]
