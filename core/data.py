@@ -12,13 +12,16 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from core.errors import DataError
 from core.timegrid import to_epoch
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 __all__ = [
     "VALUE_COLUMNS",
@@ -28,7 +31,9 @@ __all__ = [
     "SeriesReport",
     "detect_unit",
     "load_csv",
+    "load_dataset",
     "series_id",
+    "split_series",
 ]
 
 VALUE_COLUMNS = ("cpu_usage", "value")
@@ -358,3 +363,25 @@ def _clean(frame: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, int, int]:
         else:
             frame = frame.drop_duplicates("ds", keep="last" if policy == "last" else "first")
     return frame.reset_index(drop=True)[["ds", "y"]], unsorted, dups
+
+
+def load_dataset(settings: Settings, path: str | Path) -> Dataset:
+    """Read the training CSV with the data settings."""
+    d = settings.data
+    return load_csv(
+        path,
+        timestamp_column=d.timestamp_column,
+        value_column=d.value_column,
+        unit=d.unit,
+        timezone=d.timezone,
+        duplicate_policy=d.duplicate_policy,
+        gap_factor=d.gap_factor,
+        min_rows=d.min_rows,
+    )
+
+
+def split_series(series: Series, train_ratio: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a series in time: the first ``train_ratio`` of its rows, and the rest (the holdout)."""
+    n = len(series.frame)
+    cut = max(2, min(n, int(round(n * train_ratio))))
+    return series.frame.iloc[:cut], series.frame.iloc[cut:]

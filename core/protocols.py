@@ -112,6 +112,6 @@ class Forwarding(Protocol):
         """Wait until everything in the log is in the database."""
         ...
 
-    def close(self, timeout: float) -> None:
+    def close(self, timeout: float) -> object:
         """Flush what can be flushed, then stop."""
         ...

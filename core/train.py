@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from loguru import logger
 
 from core.config import Settings
-from core.data import Dataset, Series, load_csv
+
+# load_dataset and split_series moved to core.data; re-exported for core/evaluate.py and core/nab_eval.py.
+from core.data import load_dataset, split_series
 from core.errors import DataError
 from core.fsutil import atomic_write_json
 from core.labels import ALL_SERIES, load_windows
@@ -41,28 +42,6 @@ class TrainResult:
 def score_params(settings: Settings) -> ScoreParams:
     """Return the scoring rule from the settings (kept for callers not yet on ``ScoringSettings.params``)."""
     return settings.scoring.params()
-
-
-def load_dataset(settings: Settings, path: str | Path) -> Dataset:
-    """Read the training CSV with the data settings."""
-    d = settings.data
-    return load_csv(
-        path,
-        timestamp_column=d.timestamp_column,
-        value_column=d.value_column,
-        unit=d.unit,
-        timezone=d.timezone,
-        duplicate_policy=d.duplicate_policy,
-        gap_factor=d.gap_factor,
-        min_rows=d.min_rows,
-    )
-
-
-def split_series(series: Series, train_ratio: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a series in time: the first ``train_ratio`` of its rows, and the rest (the holdout)."""
-    n = len(series.frame)
-    cut = max(2, min(n, int(round(n * train_ratio))))
-    return series.frame.iloc[:cut], series.frame.iloc[cut:]
 
 
 def train(
