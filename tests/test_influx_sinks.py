@@ -36,9 +36,8 @@ from servers import (
 from core.config import InfluxSettings
 from core.errors import RetryableWriteError, SinkError, WriteAuthError, WriteRejectedError
 from core.records import ScoredRecord
+from core.sinks.forwarder import Forwarder, ForwarderEvent
 from core.sinks.influx import (
-    Forwarder,
-    ForwarderEvent,
     InfluxV1Writer,
     InfluxV2Writer,
     build_forwarder,
@@ -534,7 +533,8 @@ _CHILD = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {repo!r})
     from core.records import ScoredRecord
-    from core.sinks.influx import Forwarder, InfluxV2Writer
+    from core.sinks.forwarder import Forwarder
+    from core.sinks.influx import InfluxV2Writer
     from core.sinks.wal import MetricsLog
 
     def rec(i):
