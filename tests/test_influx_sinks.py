@@ -32,6 +32,7 @@ from servers import (
     vm_force_flush,
     vm_wait_for_export,
 )
+from support.lineproto_oracle import format_line
 
 from core.config import InfluxSettings
 from core.errors import RetryableWriteError, SinkError, WriteAuthError, WriteRejectedError
@@ -49,7 +50,6 @@ from core.sinks.lineproto import (
     SCHEMA,
     encode_record,
     encode_records,
-    format_line,
 )
 from core.sinks.wal import MetricsLog
 
