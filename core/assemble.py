@@ -187,7 +187,9 @@ def run_daemon(
         source = open_source(settings)
     store = ModelStore(artifact)
     telemetry = Telemetry(interval=settings.monitoring.interval_seconds)
-    path = open_write_path(settings, settings.monitoring.logs_dir, telemetry)
+    path = open_write_path(settings, settings.monitoring.logs_dir)
+    for fwd in path.forwarders:
+        telemetry.add_forwarder(fwd.name, fwd.stats)
     telemetry.watch_models(lambda: {sid: mod.train_end for sid, mod in store.models().items()})
     server = _serve_telemetry(settings, telemetry, path)
     refitter = _refitter(store, source, settings, model_path, clock)

@@ -108,6 +108,12 @@ class Writer(Protocol):
 class Forwarding(Protocol):
     """A database forwarder tailing the write-ahead log (``core.sinks.forwarder.Forwarder``)."""
 
+    name: str
+
+    def stats(self) -> Mapping[str, float]:
+        """Return its counters (for telemetry)."""
+        ...
+
     def flush(self, timeout: float) -> bool:
         """Wait until everything in the log is in the database."""
         ...

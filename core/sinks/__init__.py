@@ -28,7 +28,6 @@ from core.sinks.wal import MetricsLog
 
 if TYPE_CHECKING:
     from core.config import Settings
-    from core.telemetry import Telemetry
 
 __all__ = ["WritePath", "open_write_path"]
 
@@ -60,9 +59,7 @@ class WritePath:
         self.files.close()
 
 
-def open_write_path(
-    settings: Settings, logs_dir: str | Path, telemetry: Telemetry | None = None
-) -> WritePath:
+def open_write_path(settings: Settings, logs_dir: str | Path) -> WritePath:
     """Open the log under ``logs_dir``, start the configured forwarders, open the side files."""
     logs = Path(logs_dir)
     log = MetricsLog(
@@ -77,8 +74,6 @@ def open_write_path(
 
         fwd = build_forwarder(settings.influxdb, log, name="influxdb")
         forwarders.append(fwd.start())
-        if telemetry is not None:
-            telemetry.add_forwarder("influxdb", fwd.stats)
         logger.info(f"writing to InfluxDB {settings.influxdb.api} at {settings.influxdb.url}")
     else:
         logger.info(f"InfluxDB disabled (set INFLUXDB_URL to enable): results stay in {logs}/")
