@@ -9,7 +9,8 @@
 
 :func:`open_write_path` builds it from the settings. The :class:`WritePath` is the one object the
 monitor gets as its durable log (``Monitor(log=...)``): it owns the log, the side files and the
-forwarders, and stops them in that order's reverse when the loop closes it.
+forwarders; closing it stops the forwarders first (what they could not send stays in the log), then
+closes the side files and the log.
 """
 
 from __future__ import annotations
