@@ -36,7 +36,9 @@ def bench_loop(series: int, seconds: float) -> dict[str, float]:
     from core.model.artifact import SeriesModel, load_artifact
     from core.model.store import ModelStore
     from core.scoring import ScoreParams
-    from core.sinks import open_write_path
+    from core.sinks import WritePath
+    from core.sinks.files import LocalFiles
+    from core.sinks.wal import MetricsLog
     from core.sources.simulator import SimulatorSource
 
     artifact_path = ROOT / "outputs" / "cpu_anomaly_model.json"
@@ -69,13 +71,13 @@ def bench_loop(series: int, seconds: float) -> dict[str, float]:
             pass
 
     with tempfile.TemporaryDirectory() as tmp:
-        # The daemon's assembly on the defaults (InfluxDB off, spool fsync on) at a 1 s interval.
+        # The daemon's loop at a 1 s interval on its write path without InfluxDB (log fsynced).
         settings = Settings.model_validate({"monitoring": {"interval_seconds": 1.0, "logs_dir": tmp}})
         monitor = build_monitor(
             source,
             store,
             settings,
-            log=open_write_path(settings, tmp),
+            log=WritePath(LocalFiles(MetricsLog(tmp, fsync=True), tmp)),
             detector=Timed(store, ScoreParams()),
             observers=[Ticks()],
         )
