@@ -1,4 +1,4 @@
-"""Old import path of :mod:`core.model.artifact`, kept for modules not yet moved (detector, evaluate)."""
+"""Old import path of :mod:`core.model.artifact`, kept for ``core/evaluate.py`` (not yet moved)."""
 
 from __future__ import annotations
 
