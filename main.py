@@ -2,11 +2,8 @@
 
 This is the only place that parses flags, configures logging and builds concrete objects; each mode
 calls one function of ``core``. Output: progress lines on stdout, and on failure exactly one line
-``error: ...`` on stderr with the exit code below (never a traceback; details go to the log file).
-
-Exit codes: 0 success, 1 internal error (a bug: see logs/application.log), 2 bad input (flags, config,
-data), 3 model artifact missing or unusable, 4 metrics source unavailable, 5 results store unusable,
-130 interrupted before a clean stop.
+``error: ...`` on stderr with the documented exit code (never a traceback; details go to the log
+file). The exception tree and the exit-code table are in ``core/errors.py``, written once.
 """
 
 from __future__ import annotations
@@ -16,7 +13,12 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from core.errors import exit_codes_text
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 DEFAULT_MODEL_NAME = "cpu_anomaly_model.json"
 
@@ -45,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="main.py",
         description="Prophet-based anomaly detection for infrastructure metrics.",
-        epilog="Exit codes: 0 ok, 1 internal error, 2 bad input, 3 model problem, 4 source unavailable, "
-        "5 results store unusable, 130 interrupted.",
+        epilog=exit_codes_text(),
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
@@ -57,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", default=None, help="YAML config file (default: config.yaml if present)")
     p.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
-    p.add_argument("--dataset", default=None, help="CSV of timestamp,<value>[,labels] (default: dataset.csv)")
+    p.add_argument(
+        "--dataset", default="dataset.csv", help="CSV of timestamp,<value>[,labels] (default: dataset.csv)"
+    )
     p.add_argument("--labels", default=None, help="anomaly windows in NAB combined_windows.json format")
     p.add_argument(
         "--model-path", default=None, help=f"model artifact (default: <output-dir>/{DEFAULT_MODEL_NAME})"
@@ -101,7 +104,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _setup_logging(level: str, logs_dir: Path, settings: Any) -> None:
+def _setup_logging(level: str, logs_dir: Path, settings: Settings) -> None:
     from loguru import logger
 
     from core.redact import redact_text
@@ -169,8 +172,8 @@ def run(argv: list[str] | None = None) -> int:
     except AnomalyDetectorError as exc:
         logger.opt(exception=exc).debug("failed")
         return _fail(exc, exit_code_for(exc))
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
+    except KeyboardInterrupt as exc:
+        return _fail("interrupted", exit_code_for(exc))
     except OSError as exc:  # the file system said no: a path or permission the operator can fix
         logger.opt(exception=exc).debug("failed")
         where = f"{exc.filename}: " if exc.filename else ""
@@ -181,10 +184,10 @@ def run(argv: list[str] | None = None) -> int:
         return _fail(f"internal error: {type(exc).__name__}: {exc}; details in {logs}", 1)
 
 
-def _dispatch(args: argparse.Namespace, settings: Any) -> int:
+def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     output_dir = Path(args.output_dir)
     model_path = Path(args.model_path) if args.model_path else output_dir / DEFAULT_MODEL_NAME
-    dataset = args.dataset or "dataset.csv"
+    dataset = args.dataset
     if args.mode == "train":
         from core.train import train
 
@@ -207,217 +210,34 @@ def _dispatch(args: argparse.Namespace, settings: Any) -> int:
     return _monitor(args, settings, model_path)
 
 
-def _build_source(settings: Any) -> Any:
-    """Return Prometheus if configured and reachable, else the simulator (loudly, if allowed)."""
-    from loguru import logger
-
-    from core.errors import ConfigError, SourceUnavailable
-    from core.sources.simulator import SimulatorSource
-
-    m, p, sim = settings.monitoring, settings.prometheus, settings.simulator
-    simulator = SimulatorSource(
-        sim.series,
-        interval=m.interval_seconds,
-        max_catchup=m.max_catchup_hours * 3600.0,
-        seed=sim.seed,
-        noise=sim.noise,
-        anomaly_rate=sim.anomaly_rate,
-    )
-    if m.source == "simulator" or (m.source == "auto" and not p.url):
-        logger.info(f"source: simulator ({sim.series} series); set PROMETHEUS_URL to monitor real hosts")
-        return simulator
-    if not p.url:
-        raise ConfigError(
-            "monitoring.source is prometheus but no URL is set; set PROMETHEUS_URL or --prometheus-url"
-        )
-    from core.sources.prometheus import PrometheusSource
-
-    source = PrometheusSource.from_settings(p, m)
-    try:
-        now_series = source.check()
-    except SourceUnavailable as exc:
-        source.close()
-        if not m.fallback_to_simulator:
-            raise
-        logger.error(
-            f"PROMETHEUS IS UNREACHABLE ({exc}). FALLING BACK TO THE SIMULATOR: the values scored "
-            f"from now on are SIMULATED, not real (monitoring.fallback_to_simulator: false fails instead)"
-        )
-        return simulator
-    logger.info(f"source: Prometheus at {source.url}, query {p.query!r} ({now_series} series now)")
-    return source
-
-
-def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
+def _monitor(args: argparse.Namespace, settings: Settings, model_path: Path) -> int:
     import signal
     import threading
-    import time
 
-    import numpy as np
     from loguru import logger
 
-    from core import __version__
-    from core.artifact import load_artifact
-    from core.band import DAY
-    from core.detector import Detector, ModelStore, calibration_params
-    from core.errors import ConfigError, ModelError
-    from core.monitor import Monitor
-    from core.refit import RefitPolicy, Refitter
-    from core.sinks.files import LocalFiles, SystemReport, restore_last_seen
-    from core.sinks.influx import build_forwarder
-    from core.sinks.wal import MetricsLog
-    from core.telemetry import Telemetry, TelemetryServer
-    from core.train import score_params
+    from core.assemble import run_daemon
 
-    m = settings.monitoring
-    logs = Path(m.logs_dir)
-    if model_path.is_file():
-        artifact = load_artifact(model_path)
-        logger.info(f"model {artifact.model_version}: {len(artifact.models)} series from {model_path}")
-    elif args.model_path:
-        raise ModelError(
-            f"{model_path}: model file not found; run 'python main.py --mode train' or fix --model-path"
-        )
-    else:
-        artifact = None
-        logger.warning(f"no model at {model_path}: each series gets its own model from the source's history")
-    clock, sleep, duration = time.time, None, args.duration
-    if m.source == "replay":
-        # A recorded CSV through the same loop, on a simulated clock, as fast as it goes (e.g. a backfill).
-        from core.clock import SimClock
-        from core.sources.replay import ReplaySource, replay_series
-        from core.train import load_dataset
-
-        recorded = replay_series(load_dataset(settings, args.dataset or "dataset.csv"))
-        step = min(float(np.median(np.diff(r.t))) for r in recorded)
-        sim = SimClock(min(float(r.t[0]) for r in recorded) - step)
-        source: Any = ReplaySource(recorded, sim, start_at=sim())
-        clock, sleep, duration = sim, sim.sleep, source.end - sim() + step
-        m = m.model_copy(update={"interval_seconds": step})
-        settings = settings.model_copy(update={"monitoring": m})
-        name = args.dataset or "dataset.csv"
-        logger.info(f"source: replay of {name} ({len(recorded)} series, step {step:g} s)")
-    else:
-        source = _build_source(settings)
-    store = ModelStore(artifact)
-    units = {mod.unit for mod in store.models().values()}
-    percent = (
-        source.name == "simulator"
-        or bool(units & {"percent", "fraction"})
-        or (source.name == "prometheus" and settings.prometheus.query == type(settings.prometheus)().query)
-    )
-    clip = (0.0, 100.0) if percent and settings.model.clip_to_unit_range else None
-
-    log = MetricsLog(
-        logs,
-        segment_bytes=settings.spool.segment_bytes,
-        max_bytes=settings.spool.max_bytes,
-        fsync=settings.spool.fsync,
-    )
-    forwarders = []
-    telemetry = Telemetry(interval=m.interval_seconds)
-    if settings.influxdb.enabled:
-        fwd = build_forwarder(settings.influxdb, log, name="influxdb")
-        forwarders.append(fwd.start())
-        telemetry.add_forwarder("influxdb", fwd.stats)
-        logger.info(f"writing to InfluxDB {settings.influxdb.api} at {settings.influxdb.url}")
-    else:
-        logger.info(f"InfluxDB disabled (set INFLUXDB_URL to enable): results stay in {logs}/")
-    files = LocalFiles(log, logs, forwarders)
-    telemetry.watch_models(lambda: {sid: mod.train_end for sid, mod in store.models().items()})
-    server = None
-    if settings.telemetry.enabled:
-        try:
-            server = TelemetryServer(telemetry, settings.telemetry.host, settings.telemetry.port).start()
-        except OSError as exc:
-            files.close()
-            raise ConfigError(
-                f"telemetry.port {settings.telemetry.port} on {settings.telemetry.host} is not available "
-                f"({exc.strerror}); set TELEMETRY_PORT (0 = any free port) or telemetry.enabled: false"
-            ) from exc
-        logger.info(
-            f"self-metrics on http://{settings.telemetry.host}:{server.port}/metrics (/healthz, /readyz)"
-        )
-    policy = RefitPolicy(
-        interval=m.refit_interval_hours * 3600.0,
-        history=m.refit_history_days * DAY,
-        min_rows=settings.data.min_rows,
-    )
-    from core.refit import InlineExecutor, ProcessFitter, fit_here
-
-    replaying = m.source == "replay"
-    refitter = Refitter(
-        store,
-        source,
-        settings.model,
-        policy,
-        artifact_path=model_path,
-        clip=clip,
-        clock=clock,
-        executor=InlineExecutor() if replaying else None,
-        fitter=fit_here if replaying else ProcessFitter(),
-    )
     stop = threading.Event()
-    monitor = Monitor(
-        source,
-        Detector(
-            store,
-            score_params(settings),
-            calibration_params(settings),
-            history=source.history,
-            prime_seconds=calibration_params(settings).prime_rows * m.interval_seconds,
-        ),
-        [files],
-        interval=m.interval_seconds,
-        refitter=refitter,
-        clock=clock,
-        sleep=sleep,
-        stop=stop,
-        last_seen=restore_last_seen(logs),
-        observers=[telemetry],
-        flush_timeout=max(5.0, settings.influxdb.timeout_seconds),
-    )
-    started = time.time()
 
-    def collect() -> dict[str, Any]:
-        from dataclasses import asdict
-
-        return {
-            "status": "running",
-            "version": __version__,
-            "pid": os.getpid(),
-            "updated_at": time.time(),
-            "started_at": started,
-            "source": source.name,
-            "model_version": artifact.model_version if artifact else None,
-            "models": {
-                sid: {"kind": mod.kind, "trained_until": mod.train_end} for sid, mod in store.models().items()
-            },
-            "monitor": asdict(monitor.stats),
-            "refits": asdict(refitter.stats),
-            "spool": {"bytes": log.total_bytes(), "dropped_records": log.dropped_records},
-            "forwarders": telemetry.forwarder_stats(),
-            "settings": settings.redacted(),
-        }
-
-    report = SystemReport(logs / "system_report.json", collect)
-    monitor.observers.append(report)
-
-    def _stop(signum: int, _frame: Any) -> None:
+    def _stop(signum: int, _frame: object) -> None:
         logger.info(f"{signal.Signals(signum).name}: finishing the tick, flushing, stopping")
         stop.set()
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    logger.info(
-        f"monitoring every {m.interval_seconds:g} s" + (f" for {args.duration:g} s" if args.duration else "")
+    def _install() -> None:
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+    stats = run_daemon(
+        settings,
+        model_path=model_path,
+        explicit_model=bool(args.model_path),
+        dataset=args.dataset,
+        duration=args.duration,
+        stop=stop,
+        on_start=_install,
     )
-    try:
-        stats = monitor.run(duration=duration)
-    finally:
-        report.write(status="stopped")
-        if server is not None:
-            server.close()
+    logs = Path(settings.monitoring.logs_dir)
     print(
         f"monitor stopped after {stats.ticks} ticks: {stats.points} points scored, "
         f"{stats.anomalies} anomalies, {stats.missed_ticks} missed ticks; {logs / 'metrics.jsonl'}"
@@ -426,7 +246,7 @@ def _monitor(args: argparse.Namespace, settings: Any, model_path: Path) -> int:
 
 
 def _evaluate(
-    args: argparse.Namespace, settings: Any, dataset: str, model_path: Path, output_dir: Path
+    args: argparse.Namespace, settings: Settings, dataset: str, model_path: Path, output_dir: Path
 ) -> int:
     if args.nab_dir:
         from tqdm import tqdm

@@ -30,10 +30,13 @@ sys.path.insert(0, str(ROOT))
 
 def bench_loop(series: int, seconds: float) -> dict[str, float]:
     """Time scoring and ticks of the real loop with ``series`` simulated hosts."""
-    from core.artifact import SeriesModel, load_artifact
-    from core.detector import Detector, ModelStore
-    from core.monitor import Monitor
+    from core.assemble import build_monitor
+    from core.config import Settings
+    from core.detector import Detector
+    from core.model.artifact import SeriesModel, load_artifact
+    from core.model.store import ModelStore
     from core.scoring import ScoreParams
+    from core.sinks import WritePath
     from core.sinks.files import LocalFiles
     from core.sinks.wal import MetricsLog
     from core.sources.simulator import SimulatorSource
@@ -68,9 +71,15 @@ def bench_loop(series: int, seconds: float) -> dict[str, float]:
             pass
 
     with tempfile.TemporaryDirectory() as tmp:
-        log = MetricsLog(tmp, fsync=True)
-        monitor = Monitor(
-            source, Timed(store, ScoreParams()), [LocalFiles(log, tmp)], interval=1.0, observers=[Ticks()]
+        # The daemon's loop at a 1 s interval on its write path without InfluxDB (log fsynced).
+        settings = Settings.model_validate({"monitoring": {"interval_seconds": 1.0, "logs_dir": tmp}})
+        monitor = build_monitor(
+            source,
+            store,
+            settings,
+            log=WritePath(LocalFiles(MetricsLog(tmp, fsync=True), tmp)),
+            detector=Timed(store, ScoreParams()),
+            observers=[Ticks()],
         )
         stats = monitor.run(duration=seconds)
     call = np.array([t for t, _ in score_times]) * 1e3

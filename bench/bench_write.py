@@ -17,8 +17,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
+from core.protocols import Writer  # noqa: E402
 from core.records import ScoredRecord  # noqa: E402
-from core.sinks.influx import Forwarder, InfluxV1Writer, InfluxV2Writer, Writer  # noqa: E402
+from core.sinks.forwarder import Forwarder  # noqa: E402
+from core.sinks.influx import InfluxV1Writer, InfluxV2Writer  # noqa: E402
 from core.sinks.lineproto import encode_records  # noqa: E402
 from core.sinks.wal import Cursor, MetricsLog  # noqa: E402
 

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from core.forecaster import quiet_stan
+from core.model.forecaster import quiet_stan
 
 quiet_stan()
 

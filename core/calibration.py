@@ -74,7 +74,6 @@ class CalibrationParams:
         if self.shift_window < 2 or self.flat_window < 2:
             raise ValueError("calibration windows need at least 2 rows")
 
-
     @property
     def prime_rows(self) -> int:
         """Return how many past rows fill every history (what a restarted monitor primes with)."""

@@ -28,6 +28,7 @@ from pydantic import (
 
 from core.errors import ConfigError
 from core.redact import redact_text, redact_url
+from core.scoring import ScoreParams
 
 __all__ = [
     "ENV_VARS",
@@ -160,6 +161,17 @@ class ScoringSettings(_Section):
     severity: SeverityCuts = Field(default_factory=SeverityCuts)
     calibration: CalibrationSettings = Field(default_factory=CalibrationSettings)
 
+    def params(self) -> ScoreParams:
+        """Return the scoring rule these settings describe (flags already applied)."""
+        return ScoreParams(
+            threshold_multiplier=self.threshold_multiplier,
+            direction=self.direction,
+            min_deviation=self.min_deviation,
+            medium=self.severity.medium,
+            high=self.severity.high,
+            critical=self.severity.critical,
+        )
+
 
 class MonitoringSettings(_Section):
     """The long-running monitor loop."""
@@ -173,11 +185,20 @@ class MonitoringSettings(_Section):
     logs_dir: str = "logs"
 
 
+DEFAULT_QUERY = '100 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])) * 100'
+
+
 class PrometheusSettings(_Section):
     """Where live values come from; the URL may also come from ``PROMETHEUS_URL``."""
 
     url: str | None = None
-    query: str = '100 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])) * 100'
+    query: str = DEFAULT_QUERY
+
+    @property
+    def default_query(self) -> bool:
+        """Whether the query is the built-in one (node_exporter CPU usage, in percent)."""
+        return self.query == DEFAULT_QUERY
+
     host_label: str = "instance"
     timeout_seconds: float = Field(5.0, gt=0)
     retries: int = Field(2, ge=0, le=10)

@@ -15,12 +15,16 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from core.errors import DataError
+from core.timegrid import to_epoch
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 __all__ = [
     "VALUE_COLUMNS",
@@ -32,7 +36,9 @@ __all__ = [
     "excerpt",
     "implausible",
     "load_csv",
+    "load_dataset",
     "series_id",
+    "split_series",
 ]
 
 VALUE_COLUMNS = ("cpu_usage", "value")
@@ -407,7 +413,7 @@ def implausible(sid: str, frame: pd.DataFrame, vcol: str, *, percent: bool, now:
 
 def describe_series(frame: pd.DataFrame, gap_factor: float = 3.0) -> SeriesReport:
     """Summarise a clean series: span, typical step and gaps longer than ``gap_factor`` steps."""
-    secs = frame["ds"].to_numpy(dtype="datetime64[ns]").astype(np.int64) / 1e9
+    secs = to_epoch(frame["ds"])
     diffs = np.diff(secs)
     step = float(np.median(diffs)) if diffs.size else 0.0
     big = diffs > gap_factor * step if step > 0 else np.zeros(0, bool)
@@ -539,3 +545,25 @@ def _clean(frame: pd.DataFrame, policy: str) -> tuple[pd.DataFrame, int, int]:
             frame = frame.drop_duplicates("ds", keep="last" if policy == "last" else "first")
     keep = ["ds", "y", "line"] if "line" in frame else ["ds", "y"]
     return frame.reset_index(drop=True)[keep], unsorted, dups
+
+
+def load_dataset(settings: Settings, path: str | Path) -> Dataset:
+    """Read the training CSV with the data settings."""
+    d = settings.data
+    return load_csv(
+        path,
+        timestamp_column=d.timestamp_column,
+        value_column=d.value_column,
+        unit=d.unit,
+        timezone=d.timezone,
+        duplicate_policy=d.duplicate_policy,
+        gap_factor=d.gap_factor,
+        min_rows=d.min_rows,
+    )
+
+
+def split_series(series: Series, train_ratio: float) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split a series in time: the first ``train_ratio`` of its rows, and the rest (the holdout)."""
+    n = len(series.frame)
+    cut = max(2, min(n, int(round(n * train_ratio))))
+    return series.frame.iloc[:cut], series.frame.iloc[cut:]

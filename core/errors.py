@@ -1,39 +1,74 @@
-"""The exception tree of the project; ``main.py`` turns each into one line on stderr and an exit code.
+"""The one exception tree of the project; ``main.py`` turns each into one line on stderr and an exit code.
 
-    AnomalyDetectorError            base: every error we raise on purpose
-    ├── ConfigError                 config file, environment or flags are invalid      -> exit 2
-    ├── DataError                   input data is unusable (file, line, value, fix)    -> exit 2
-    ├── ModelError                  model artifact missing, corrupt or incompatible    -> exit 3
-    ├── SourceError                 a metrics source cannot be read                    -> exit 4
-    │   └── SourceUnavailable       the source cannot be reached at all                -> exit 4
-    └── SinkError                   a results store rejected or could not take a write -> exit 5
+    AnomalyDetectorError                base: every error we raise on purpose
+    ├── ConfigError                     config file, environment or flags are invalid      -> exit 2
+    ├── DataError                       input data is unusable (file, line, value, fix)    -> exit 2
+    ├── ModelError                      model artifact missing, corrupt or incompatible    -> exit 3
+    │   └── FitError                    a series could not be fitted (Prophet failed)      -> exit 3
+    ├── SourceError                     a metrics source cannot be read                    -> exit 4
+    │   └── SourceUnavailable           the source cannot be reached at all                -> exit 4
+    └── SinkError                       a results store rejected or could not take a write -> exit 5
+        └── WriteError                  one write request failed (``status``: HTTP status or None)
+            ├── RetryableWriteError     connection refused/reset, timeout, 5xx, 429, unknown 4xx:
+            │   │                       the forwarder keeps the batch and retries with backoff
+            │   └── WriteAuthError      401/403: retried at the longest backoff, one clear log line
+            └── WriteRejectedError      400/413/422, the data itself is refused: the batch is set
+                                        aside (``<name>.rejected.jsonl``) and the cursor moves on
 
 Anything else that escapes is a bug: exit 1, the traceback goes to the log file, not to the terminal.
+``KeyboardInterrupt`` before a clean stop is 130. :data:`EXIT_CODES` is the table of every code (the
+CLI's ``--help`` epilog is generated from it); :func:`exit_code_for` is the one place that maps an
+exception to its code. ``FitError`` is a ``ModelError`` so that the fallback to the profile model and
+the exit code stay what they were before it was split out.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "EXIT_BUG",
+    "EXIT_CODES",
+    "EXIT_INTERRUPTED",
     "EXIT_OK",
     "AnomalyDetectorError",
     "ConfigError",
     "DataError",
+    "FitError",
     "ModelError",
+    "RetryableWriteError",
     "SinkError",
     "SourceError",
     "SourceUnavailable",
+    "WriteAuthError",
+    "WriteError",
+    "WriteRejectedError",
     "exit_code_for",
+    "exit_codes_text",
 ]
 
 EXIT_OK = 0
 EXIT_BUG = 1
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "ok",
+    EXIT_BUG: "internal error",
+    2: "bad input",
+    3: "model problem",
+    4: "source unavailable",
+    5: "results store unusable",
+    EXIT_INTERRUPTED: "interrupted",
+}
+
+
+def exit_codes_text() -> str:
+    """Return the exit-code table as one sentence (the CLI's epilog)."""
+    return "Exit codes: " + ", ".join(f"{code} {text}" for code, text in EXIT_CODES.items()) + "."
 
 
 class AnomalyDetectorError(Exception):
     """Base of every error the project raises on purpose."""
 
-    exit_code = 1
+    exit_code = EXIT_BUG
 
 
 class ConfigError(AnomalyDetectorError):
@@ -54,6 +89,10 @@ class ModelError(AnomalyDetectorError):
     exit_code = 3
 
 
+class FitError(ModelError):
+    """A series could not be fitted (Prophet failed, or too few values to fit)."""
+
+
 class SourceError(AnomalyDetectorError):
     """A metrics source answered with something we cannot use."""
 
@@ -70,10 +109,39 @@ class SinkError(AnomalyDetectorError):
     exit_code = 5
 
 
+class WriteError(SinkError):
+    """A write request failed; ``status`` is the HTTP status (None when there was no answer)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        long_backoff: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+        self.long_backoff = long_backoff
+
+
+class RetryableWriteError(WriteError):
+    """The database did not take the batch but may later: keep it and retry."""
+
+
+class WriteAuthError(RetryableWriteError):
+    """The database refused the credentials (401/403): retry slowly until an operator fixes them."""
+
+
+class WriteRejectedError(WriteError):
+    """The database refused the data itself (400): retrying the same batch cannot succeed."""
+
+
 def exit_code_for(exc: BaseException) -> int:
     """Return the documented process exit code for an exception (the one place that decides it)."""
     if isinstance(exc, AnomalyDetectorError):
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
-        return 130
+        return EXIT_INTERRUPTED
     return EXIT_BUG

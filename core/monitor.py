@@ -7,6 +7,10 @@ Scheduling: ticks fall on the grid of multiples of ``interval`` (epoch-aligned).
 the missed grid times are counted and skipped, not bunched: the next poll catches their points up
 anyway. ``stop`` (an Event set by SIGTERM/SIGINT) ends the wait at once; the current tick finishes,
 then every sink is flushed and closed.
+
+Durability is explicit: ``log`` is the durable sink (the daemon's ``core.sinks.WritePath``). When it
+refuses a write, the points are not scored and the tick fails loudly; every other sink in ``sinks`` is
+best-effort (its failure is counted and logged, the loop goes on).
 """
 
 from __future__ import annotations
@@ -16,43 +20,16 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from loguru import logger
 
 from core.detector import Detector
 from core.errors import SinkError, SourceError, SourceUnavailable
-from core.records import PointBatch, ScoredRecord, SeriesRef, Sink, Source, align_down
+from core.protocols import Refits, Sink, Source, TickObserver
+from core.records import PointBatch, ScoredRecord, SeriesRef
+from core.timegrid import align_down
 
-__all__ = ["Monitor", "MonitorStats", "Refits", "TickObserver"]
-
-
-class Refits(Protocol):
-    """Schedules refits of due series (``core.refit.Refitter``)."""
-
-    def schedule(self, series: Sequence[SeriesRef], now: float) -> int:
-        """Submit fits for the due series."""
-        ...
-
-    def close(self) -> None:
-        """Stop accepting work."""
-        ...
-
-
-class TickObserver(Protocol):
-    """Receives what each tick did (telemetry implements it)."""
-
-    def on_tick(self, now: float, seconds: float, records: Sequence[ScoredRecord]) -> None:
-        """Record one completed tick."""
-        ...
-
-    def on_missed(self, count: int) -> None:
-        """Record grid times skipped because a tick overran."""
-        ...
-
-    def on_error(self, kind: str, exc: BaseException) -> None:
-        """Record a failed poll or write."""
-        ...
+__all__ = ["Monitor", "MonitorStats"]
 
 
 @dataclass
@@ -73,14 +50,15 @@ class MonitorStats:
 
 
 class Monitor:
-    """Poll the source, score, write to the sinks (the write-ahead log first), refit when due."""
+    """Poll the source, score, write to the durable log then the other sinks, refit when due."""
 
     def __init__(
         self,
         source: Source,
         detector: Detector,
-        sinks: Sequence[Sink],
+        sinks: Sequence[Sink] = (),
         *,
+        log: Sink | None = None,
         interval: float,
         refitter: Refits | None = None,
         clock: Callable[[], float] = time.time,
@@ -94,6 +72,7 @@ class Monitor:
             raise ValueError("interval must be positive")
         self.source = source
         self.detector = detector
+        self.log = log
         self.sinks = list(sinks)
         self.interval = interval
         self.refitter = refitter
@@ -165,8 +144,8 @@ class Monitor:
         return records
 
     def close(self) -> None:
-        """Flush every sink (bounded by ``flush_timeout``) and close it."""
-        for sink in self.sinks:
+        """Flush every sink (bounded by ``flush_timeout``) and close it: the durable log first."""
+        for sink in [self.log, *self.sinks] if self.log is not None else self.sinks:
             try:
                 if not sink.flush(self.flush_timeout):
                     logger.warning(
@@ -194,16 +173,23 @@ class Monitor:
         return self.detector.score_many(fresh)
 
     def _write(self, records: list[ScoredRecord]) -> None:
-        for i, sink in enumerate(self.sinks):
+        if self.log is not None:
+            try:
+                self.log.write(records)
+            except SinkError as exc:
+                # The durable log refused: these points are not scored; fail loudly.
+                self._sink_failed(exc)
+                raise
+        for sink in self.sinks:
             try:
                 sink.write(records)
             except SinkError as exc:
-                self.stats.sink_errors += 1
-                self._error("sink", exc)
-                if i == 0:
-                    # The write-ahead log refused: these points are not scored; fail loudly.
-                    raise
+                self._sink_failed(exc)
                 logger.error(f"{type(sink).__name__} failed: {exc}")
+
+    def _sink_failed(self, exc: SinkError) -> None:
+        self.stats.sink_errors += 1
+        self._error("sink", exc)
 
     def _account(self, now: float, seconds: float, records: list[ScoredRecord]) -> None:
         s = self.stats

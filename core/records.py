@@ -1,4 +1,4 @@
-"""The data that flows through the monitor loop: series, point batches, scored records; and the protocols.
+"""The data that flows through the monitor loop: series, point batches, scored records.
 
     Source.poll(now, last_seen) -> [PointBatch]          (one batch per series, points on the interval grid)
     Detector.score_many(batches) -> [ScoredRecord]       (all series of a tick in one vectorised pass)
@@ -12,24 +12,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from core.data import series_id
 
-__all__ = [
-    "PointBatch",
-    "ScoredRecord",
-    "SeriesRef",
-    "Sink",
-    "Source",
-    "align_down",
-    "grid_times",
-]
+__all__ = ["PointBatch", "ScoredRecord", "SeriesRef"]
 
 
 @dataclass(frozen=True)
@@ -152,64 +144,3 @@ def _num(x: float) -> float | None:
 
 def _unnum(x: Any) -> float:
     return float("nan") if x is None else float(x)
-
-
-def align_down(t: float, interval: float) -> float:
-    """Return the last grid time (a multiple of ``interval`` since the epoch) at or before ``t``."""
-    return math.floor(t / interval + 1e-9) * interval
-
-
-def grid_times(after: float, until: float, interval: float, limit: int | None = None) -> np.ndarray:
-    """Return the grid times in ``(after, until]``, the most recent ``limit`` of them if given."""
-    first = align_down(after, interval) + interval
-    last = align_down(until, interval)
-    if last < first:
-        return np.empty(0)
-    n = int(round((last - first) / interval)) + 1
-    if limit is not None and n > limit:
-        first += (n - limit) * interval
-        n = limit
-    return first + interval * np.arange(n, dtype=np.float64)
-
-
-class Source(Protocol):
-    """Where points come from (Prometheus, the simulator, a CSV replay)."""
-
-    name: str
-
-    def poll(self, now: float, last_seen: Mapping[str, float]) -> Sequence[PointBatch]:
-        """Return the new grid points of every live series up to ``now``.
-
-        A series in ``last_seen`` gets every grid point in ``(last_seen[id], now]`` (at most
-        ``max_catchup`` of history); a series not in it gets only its latest grid point.
-        """
-        ...
-
-    def history(
-        self, series: SeriesRef, start: float, end: float, max_points: int | None = None
-    ) -> PointBatch:
-        """Return the series' points in ``[start, end]`` (used to refit models).
-
-        A source may return a coarser, evenly spaced subset to stay within ``max_points``.
-        """
-        ...
-
-    def close(self) -> None:
-        """Release connections."""
-        ...
-
-
-class Sink(Protocol):
-    """Where scored records go (the write-ahead log and files; database forwarders read the log)."""
-
-    def write(self, records: Sequence[ScoredRecord]) -> None:
-        """Accept records durably (return only once they will not be lost)."""
-        ...
-
-    def flush(self, timeout: float) -> bool:
-        """Push out anything pending; return whether everything went out in time."""
-        ...
-
-    def close(self) -> None:
-        """Flush what can be flushed and release resources."""
-        ...

@@ -21,13 +21,14 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from core.artifact import ModelArtifact, SeriesModel, save_artifact
-from core.band import DAY
-from core.config import ModelSettings
-from core.detector import ModelStore
+from core.config import ModelSettings, Settings
 from core.errors import AnomalyDetectorError
-from core.forecaster import FittedModel, ProfileForecaster, fit_with_fallback
-from core.records import SeriesRef, Source
+from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
+from core.model.forecaster import FittedModel, Fitter, choose_and_fit, fit_with_fallback
+from core.model.store import ModelStore
+from core.protocols import Source
+from core.records import SeriesRef
+from core.timegrid import DAY, from_epoch
 
 __all__ = ["DaemonExecutor", "InlineExecutor", "ProcessFitter", "RefitPolicy", "Refitter", "fit_here"]
 
@@ -72,9 +73,6 @@ class DaemonExecutor(Executor):
                 future.set_result(fn(*args, **kwargs))
             except BaseException as exc:  # delivered through the future
                 future.set_exception(exc)
-
-
-Fitter = Callable[[ModelSettings, pd.DataFrame, "tuple[float, float] | None"], FittedModel]
 
 
 def fit_here(settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None) -> FittedModel:
@@ -151,6 +149,16 @@ class RefitPolicy:
     prophet_min_span: float = 2 * DAY  # shorter histories get the robust profile model
     max_points: int = 5000  # sources thin longer histories (Prophet's cost grows with the rows)
     horizon_margin: float = DAY  # refit before the band runs out
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RefitPolicy:
+        """Return the policy the settings describe (``monitoring.refit_*``, ``data.min_rows``)."""
+        m = settings.monitoring
+        return cls(
+            interval=m.refit_interval_hours * 3600.0,
+            history=m.refit_history_days * DAY,
+            min_rows=settings.data.min_rows,
+        )
 
 
 @dataclass
@@ -281,11 +289,15 @@ class Refitter:
             # model. Look again after an interval instead of refitting on every tick of the gap.
             self._next_try[series.id] = now + max(self.policy.interval, 60.0)
             return None
-        frame = pd.DataFrame({"ds": pd.to_datetime(t, unit="s", utc=True), "y": y})
-        if self.settings.kind == "prophet" and t[-1] - t[0] < self.policy.prophet_min_span:
-            fitted = ProfileForecaster(self.settings).fit(frame, clip=self.clip)  # milliseconds: no process
-        else:
-            fitted = self.fitter(self.settings, frame, self.clip)
+        frame = pd.DataFrame({"ds": from_epoch(t), "y": y})
+        fitted = choose_and_fit(
+            self.settings,
+            frame,
+            clip=self.clip,
+            span=float(t[-1] - t[0]),
+            prophet_min_span=self.policy.prophet_min_span,
+            fitter=self.fitter,  # a short history's profile model is fitted here: milliseconds, no process
+        )
         self.stats.fits += 1
         self.stats.by_kind[fitted.kind] = self.stats.by_kind.get(fitted.kind, 0) + 1
         self.stats.last_seconds = time.perf_counter() - started

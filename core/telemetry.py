@@ -5,14 +5,19 @@ Write-path counters are read from the forwarders at scrape time, so the hot path
 
 ``/healthz`` is 200 while the loop ticks (the last tick is younger than three intervals, or the daemon
 is still starting), else 503. ``/readyz`` is 200 once the first tick has completed.
+
+:func:`status_payload` is the schema of ``logs/system_report.json`` (a product file: status, counters,
+models, settings without secrets), written by ``core.sinks.files.SystemReport``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -22,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from core.records import ScoredRecord
 
-__all__ = ["Telemetry", "TelemetryServer"]
+__all__ = ["Telemetry", "TelemetryServer", "status_payload"]
 
 PREFIX = "anomaly_detector"
 
@@ -221,3 +226,35 @@ def _handler_for(telemetry: Telemetry) -> type[BaseHTTPRequestHandler]:
             """Keep scrapes out of the terminal."""
 
     return Handler
+
+
+def status_payload(
+    *,
+    version: str,
+    started_at: float,
+    source: str,
+    model_version: str | None,
+    models: Mapping[str, Any],
+    monitor: Any,
+    refits: Any,
+    spool: Mapping[str, Any],
+    forwarders: Mapping[str, Mapping[str, float]],
+    settings: Mapping[str, Any],
+    status: str = "running",
+) -> dict[str, Any]:
+    """Return the body of ``system_report.json``; ``monitor`` and ``refits`` are the loop's stats."""
+    return {
+        "status": status,
+        "version": version,
+        "pid": os.getpid(),
+        "updated_at": time.time(),
+        "started_at": started_at,
+        "source": source,
+        "model_version": model_version,
+        "models": {sid: {"kind": mod.kind, "trained_until": mod.train_end} for sid, mod in models.items()},
+        "monitor": asdict(monitor),
+        "refits": asdict(refits),
+        "spool": dict(spool),
+        "forwarders": dict(forwarders),
+        "settings": settings,
+    }

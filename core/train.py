@@ -13,15 +13,17 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from core.artifact import ModelArtifact, SeriesModel, save_artifact
+from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.band import DAY, WEEK
 from core.cleaning import OUTLIER_CUT, aggregate, find_outliers, nice_step
 from core.config import Settings
-from core.data import Dataset, LoadReport, Series, load_csv
+
+# load_dataset and split_series live in core.data; re-exported for the callers of the old path.
+from core.data import LoadReport, Series, load_dataset, split_series
 from core.errors import ConfigError, DataError
-from core.forecaster import MAX_GRID_POINTS, fit_with_fallback
 from core.fsutil import atomic_write_json
 from core.labels import ALL_SERIES, load_windows
+from core.model.forecaster import MAX_GRID_POINTS, fit_with_fallback
 from core.quality import band_metrics, eda_summary
 from core.scoring import ScoreParams
 
@@ -41,38 +43,8 @@ class TrainResult:
 
 
 def score_params(settings: Settings) -> ScoreParams:
-    """Return the scoring rule from the settings (flags already applied)."""
-    s = settings.scoring
-    return ScoreParams(
-        threshold_multiplier=s.threshold_multiplier,
-        direction=s.direction,
-        min_deviation=s.min_deviation,
-        medium=s.severity.medium,
-        high=s.severity.high,
-        critical=s.severity.critical,
-    )
-
-
-def load_dataset(settings: Settings, path: str | Path) -> Dataset:
-    """Read the training CSV with the data settings."""
-    d = settings.data
-    return load_csv(
-        path,
-        timestamp_column=d.timestamp_column,
-        value_column=d.value_column,
-        unit=d.unit,
-        timezone=d.timezone,
-        duplicate_policy=d.duplicate_policy,
-        gap_factor=d.gap_factor,
-        min_rows=d.min_rows,
-    )
-
-
-def split_series(series: Series, train_ratio: float) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a series in time: the first ``train_ratio`` of its rows, and the rest (the holdout)."""
-    n = len(series.frame)
-    cut = max(2, min(n, int(round(n * train_ratio))))
-    return series.frame.iloc[:cut], series.frame.iloc[cut:]
+    """Return the scoring rule from the settings (kept for callers not yet on ``ScoringSettings.params``)."""
+    return settings.scoring.params()
 
 
 PLOT_POINTS = 200_000

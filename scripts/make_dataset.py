@@ -18,7 +18,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.sources.simulator import Anomaly, simulate  # noqa: E402
+from core.anomalies import Anomaly
+from core.sources.simulator import simulate  # noqa: E402
 
 START = pd.Timestamp("2025-10-06 00:00:00", tz="UTC")  # a Monday
 DAYS = 28

@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.artifact import SCHEMA_VERSION, ModelArtifact, SeriesModel, load_artifact, save_artifact
-from core.band import DAY
 from core.config import ModelSettings
 from core.errors import ModelError
-from core.forecaster import ProfileForecaster, ProphetForecaster, fit_with_fallback, prophet_input
+from core.model.artifact import SCHEMA_VERSION, ModelArtifact, SeriesModel, load_artifact, save_artifact
+from core.model.forecaster import ProfileForecaster, ProphetForecaster, fit_with_fallback, prophet_input
 from core.sources.simulator import simulate
+from core.timegrid import DAY
 
 
 def frame(days: float = 4, step: float = 900.0) -> pd.DataFrame:

@@ -22,8 +22,8 @@ from conftest import require_binary
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from servers import http_request, prom_query
+from support import dashboards
 
-from core import dashboards
 from core.config import ENV_VARS, SECRET_ENV
 from core.records import ScoredRecord
 from core.scoring import SEVERITIES

@@ -32,18 +32,15 @@ from servers import (
     vm_force_flush,
     vm_wait_for_export,
 )
+from support.lineproto_oracle import format_line
 
 from core.config import InfluxSettings
-from core.errors import SinkError
+from core.errors import RetryableWriteError, SinkError, WriteAuthError, WriteRejectedError
 from core.records import ScoredRecord
+from core.sinks.forwarder import Forwarder, ForwarderEvent
 from core.sinks.influx import (
-    Forwarder,
-    ForwarderEvent,
     InfluxV1Writer,
     InfluxV2Writer,
-    RetryableWriteError,
-    WriteAuthError,
-    WriteRejectedError,
     build_forwarder,
     classify_status,
 )
@@ -53,7 +50,6 @@ from core.sinks.lineproto import (
     SCHEMA,
     encode_record,
     encode_records,
-    format_line,
 )
 from core.sinks.wal import MetricsLog
 
@@ -537,7 +533,8 @@ _CHILD = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {repo!r})
     from core.records import ScoredRecord
-    from core.sinks.influx import Forwarder, InfluxV2Writer
+    from core.sinks.forwarder import Forwarder
+    from core.sinks.influx import InfluxV2Writer
     from core.sinks.wal import MetricsLog
 
     def rec(i):

@@ -7,19 +7,20 @@ import threading
 import numpy as np
 import pytest
 
-from core.artifact import ModelArtifact, SeriesModel
-from core.band import DAY
 from core.clock import SimClock
 from core.config import ModelSettings
-from core.detector import Detector, ModelStore
+from core.detector import Detector
 from core.errors import SourceError, SourceUnavailable
 from core.evaluate import Collector
-from core.forecaster import ProfileForecaster
+from core.model.artifact import ModelArtifact, SeriesModel
+from core.model.forecaster import ProfileForecaster
+from core.model.store import ModelStore
 from core.monitor import Monitor
-from core.records import PointBatch, SeriesRef, grid_times
+from core.records import PointBatch, SeriesRef
 from core.refit import InlineExecutor, RefitPolicy, Refitter
 from core.scoring import ScoreParams
 from core.sources.simulator import SimulatorSource
+from core.timegrid import DAY, grid_times
 
 T0 = 1_762_992_000.0  # a midnight UTC: on every grid used here
 
@@ -222,7 +223,7 @@ def test_refit_gives_each_series_its_own_model_and_updates_the_artifact(tmp_path
     assert all(r.model.split("@")[0] == r.series and "borrowed" not in r.model for r in later)
     assert set(store.models()) == {"host=web-01", "host=db-01"}
     assert store.own("host=web-01").train_end >= T0 - 300  # refitted from recent history
-    from core.artifact import load_artifact
+    from core.model.artifact import load_artifact
 
     assert set(load_artifact(tmp_path / "m.json").models) == {"host=web-01", "host=db-01"}
 

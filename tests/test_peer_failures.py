@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.band import DAY
 from core.config import ModelSettings
-from core.forecaster import ProphetForecaster
+from core.model.forecaster import ProphetForecaster
+from core.timegrid import DAY
 
 ROOT = Path(__file__).resolve().parents[1]
 MAIN = ROOT / "main.py"

@@ -23,8 +23,9 @@ from servers import NodeExporterServer, PrometheusServer, free_port, http_reques
 
 from core.config import MonitoringSettings, PrometheusSettings
 from core.errors import ConfigError, SourceError, SourceUnavailable
-from core.records import PointBatch, SeriesRef, align_down, grid_times
+from core.records import PointBatch, SeriesRef
 from core.sources.prometheus import MAX_POINTS_PER_REQUEST, PrometheusSource
+from core.timegrid import align_down, grid_times
 
 servers = pytest.mark.servers
 

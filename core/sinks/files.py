@@ -1,9 +1,9 @@
 """Local files: the write-ahead log ``metrics.jsonl``, ``anomalies.jsonl`` and ``system_report.json``.
 
-:class:`LocalFiles` is always the first sink of the loop. Its ``write`` returns only once the records
-are in ``metrics.jsonl`` (flushed, fsynced if configured): from then on they count as scored, and the
-database forwarders, which tail that log from durable cursors, deliver them even across a ``kill -9``.
-With InfluxDB disabled these files are the whole store.
+:class:`LocalFiles` is the file part of the loop's durable sink (``core.sinks.WritePath``). Its
+``write`` returns only once the records are in ``metrics.jsonl`` (flushed, fsynced if configured): from
+then on they count as scored, and the database forwarders, which tail that log from durable cursors,
+deliver them even across a ``kill -9``. With InfluxDB disabled these files are the whole store.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from loguru import logger
 
@@ -22,31 +22,18 @@ from core.fsutil import atomic_write_json
 from core.records import ScoredRecord
 from core.sinks.wal import MetricsLog
 
-__all__ = ["Forwarding", "LocalFiles", "SystemReport", "restore_last_seen"]
+__all__ = ["LocalFiles", "SystemReport", "restore_last_seen"]
 
 TAIL_BYTES = 8 * 1024 * 1024
 
 
-class Forwarding(Protocol):
-    """A database forwarder tailing the write-ahead log (``core.sinks.influx.Forwarder``)."""
-
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything in the log is in the database."""
-        ...
-
-    def close(self, timeout: float) -> None:
-        """Flush what can be flushed, then stop."""
-        ...
-
-
 class LocalFiles:
-    """The write-ahead log plus the anomaly log; wakes the database forwarders after each write."""
+    """The write-ahead log plus the anomaly log and the ``last_seen.json`` hint."""
 
-    def __init__(self, log: MetricsLog, directory: str | Path, forwarders: Sequence[Forwarding] = ()) -> None:
+    def __init__(self, log: MetricsLog, directory: str | Path) -> None:
         self.log = log
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.forwarders = list(forwarders)
         self._anomalies = open(self.dir / "anomalies.jsonl", "a", encoding="utf-8")  # noqa: SIM115 (closed in close)
         self._last_seen_path = self.dir / "last_seen.json"
         self._last_seen: dict[str, float] = {}
@@ -68,17 +55,11 @@ class LocalFiles:
             logger.debug(f"cannot write {self._last_seen_path}: {exc}")
 
     def flush(self, timeout: float) -> bool:
-        """Wait (up to ``timeout`` in all) until the forwarders have sent everything."""
-        deadline = time.monotonic() + timeout
-        ok = True
-        for fwd in self.forwarders:
-            ok = fwd.flush(max(0.0, deadline - time.monotonic())) and ok
-        return ok
+        """Nothing pending: every write is already in the files."""
+        return True
 
     def close(self) -> None:
-        """Stop the forwarders (what they could not send stays in the log) and close the files."""
-        for fwd in self.forwarders:
-            fwd.close(1.0)
+        """Close the files and the log."""
         self._anomalies.close()
         self.log.close()
 

@@ -17,7 +17,8 @@ Tags are in key order, as InfluxDB prefers.
 Escaping follows the InfluxDB line-protocol reference (and influxdb-client's ``Point``): in measurement
 names commas and spaces; in tag keys, tag values and field keys commas, equals signs and spaces;
 newline, carriage return and tab become ``\\n``, ``\\r``, ``\\t`` (line protocol cannot carry them raw);
-in string field values double quotes and backslashes.
+in string field values double quotes and backslashes. Only tag escaping is on the hot path, so only
+it lives here; the generic encoder the tests use as an oracle is ``tests/support/lineproto_oracle.py``.
 
 VictoriaMetrics stores each field as the metric ``<measurement>_<field>`` (``cpu_metrics_cpu_usage``,
 ``anomaly_detection_is_anomaly`` with 1/0) and each tag as a label.
@@ -53,11 +54,7 @@ __all__ = [
     "TAG_SOURCE",
     "encode_record",
     "encode_records",
-    "escape_field_key",
-    "escape_measurement",
-    "escape_string_field",
     "escape_tag",
-    "format_line",
 ]
 
 CPU_MEASUREMENT = "cpu_metrics"
@@ -91,9 +88,7 @@ SCHEMA: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 _CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_ESCAPE_MEASUREMENT = str.maketrans({",": "\\,", " ": "\\ ", **_CONTROL})
 _ESCAPE_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", **_CONTROL})
-_ESCAPE_STRING = str.maketrans({'"': '\\"', "\\": "\\\\"})
 _SPECIAL_KEY = frozenset(",= \n\r\t")
 _INF = math.inf
 _NEG_INF = -math.inf
@@ -101,11 +96,6 @@ _NEG_INF = -math.inf
 # Hosts, sources and severities repeat on every tick: escape each distinct value once.
 _TAG_CACHE: dict[str, str] = {}
 _TAG_CACHE_MAX = 100_000
-
-
-def escape_measurement(name: str) -> str:
-    """Escape a measurement name (commas, spaces, control characters)."""
-    return name.translate(_ESCAPE_MEASUREMENT)
 
 
 def escape_tag(text: str) -> str:
@@ -120,16 +110,6 @@ def escape_tag(text: str) -> str:
     return escaped
 
 
-def escape_field_key(key: str) -> str:
-    """Escape a field key (same rules as tag keys)."""
-    return key.translate(_ESCAPE_KEY)
-
-
-def escape_string_field(value: str) -> str:
-    """Return a string field value quoted, with double quotes and backslashes escaped."""
-    return '"' + value.translate(_ESCAPE_STRING) + '"'
-
-
 def _float(value: object) -> str | None:
     """Return a float field as text, or None when it is missing, NaN or infinite."""
     if type(value) is not float:
@@ -139,38 +119,6 @@ def _float(value: object) -> str | None:
     if value != value or value == _INF or value == _NEG_INF:
         return None
     return repr(value)
-
-
-def _field_value(value: object) -> str | None:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return f"{value}i"
-    if isinstance(value, str):
-        return escape_string_field(value)
-    return _float(value)
-
-
-def format_line(
-    measurement: str,
-    tags: Mapping[str, str],
-    fields: Mapping[str, object],
-    ts_ms: int,
-) -> str | None:
-    """Return one point as a line (tags sorted, empty tags and NaN fields left out), or None if no field.
-
-    Field types: ``bool`` -> ``true``/``false``, ``int`` -> ``<n>i``, ``str`` -> quoted string,
-    anything else -> float.
-    """
-    parts = []
-    for key, raw in fields.items():
-        text = _field_value(raw)
-        if text is not None:
-            parts.append(f"{escape_field_key(key)}={text}")
-    if not parts:
-        return None
-    tag_text = "".join(f",{escape_tag(k)}={escape_tag(v)}" for k, v in sorted(tags.items()) if k and v)
-    return f"{escape_measurement(measurement)}{tag_text} {','.join(parts)} {ts_ms}"
 
 
 def encode_record(record: ScoredRecord) -> list[str]:

@@ -38,6 +38,12 @@ series at 60 s, 10 days for 100 series at 60 s, 4.2 hours for 100 series at 1 s.
 A cursor must be registered before the records it needs could be deleted: create every consumer's
 cursor right after opening the log, before the first append. A cursor file with no registered
 cursor in this process does not hold segments back.
+
+Why this module is longer than the 450 lines every other module of ``core/`` keeps to: it is one
+invariant (no scored record is lost silently: appended durably, read through cursors, deleted only
+when every cursor passed it or counted as dropped). ``Cursor`` works inside ``MetricsLog``'s lock and
+segment table, so splitting the two would spread that one invariant, and its crash cases, over two
+files that can only be read together.
 """
 
 from __future__ import annotations

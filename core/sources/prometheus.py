@@ -13,35 +13,29 @@ Timestamps are snapped to the grid (they are the requested evaluation times), so
 asks for, and gets, exactly the same timestamps. NaN and +-Inf values are dropped and counted; stale
 series never reach query results (Prometheus leaves the point out), so they are simply absent.
 
-Errors, each one line naming the URL:
-
-    SourceUnavailable   refused, reset, timed out, HTTP 5xx/429, answer cut off: retried ``retries``
-                        times (backoff 0.2 s, 0.4 s, ...) within a budget of 2 x ``timeout_seconds``
-    SourceError         bad PromQL (HTTP 400/422, Prometheus' message), auth (401/403), no API (404),
-                        TLS certificate not trusted, malformed answer: never retried
-
-The timeout bounds each connect and each read, not an answer that trickles in byte by byte. The
-bearer token goes only into the Authorization header; user:password in the URL never reaches a message.
+The HTTP layer (requests, the retry budget, decoding and the one-line errors naming the URL) is
+``core/sources/prometheus_http.py``; this module is the grid logic on top of it. A malformed answer is
+a SourceError naming the query and the offending item.
 """
 
 from __future__ import annotations
 
 import math
-import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
-from loguru import logger
 
-from core.errors import ConfigError, SourceError, SourceUnavailable
-from core.records import PointBatch, SeriesRef, align_down
+from core.errors import ConfigError, SourceError
+from core.records import PointBatch, SeriesRef
+from core.sources.prometheus_http import PrometheusHTTP, read_token, redact, snippet
+from core.timegrid import align_down
 
 if TYPE_CHECKING:
     from core.config import MonitoringSettings, PrometheusSettings
@@ -50,11 +44,6 @@ __all__ = ["MAX_POINTS_PER_REQUEST", "PrometheusSource"]
 
 # Prometheus refuses range queries of more than 11,000 points per series; keep a margin.
 MAX_POINTS_PER_REQUEST = 10_000
-_BACKOFF_FIRST = 0.2
-_BACKOFF_MAX = 2.0
-# A request with its retries gives up after this many timeouts' worth of time (never ~16 s).
-_BUDGET_TIMEOUTS = 2.0
-_RETRY_STATUSES = frozenset({429})
 
 
 @dataclass
@@ -102,7 +91,7 @@ class PrometheusSource:
             raise ConfigError(
                 f"prometheus.ca_file: {ca_file!r} not found; name a PEM file of CA certificates"
             )
-        self.url = _redact(url.rstrip("/"))
+        self.url = redact(url.rstrip("/"))
         self.query = query
         self.interval = float(interval)
         self.max_catchup = float(max_catchup)
@@ -110,14 +99,18 @@ class PrometheusSource:
         self.timeout = float(timeout_seconds)
         self.max_retries = int(retries)
         self.history_max_points = int(history_max_points)
-        self._base = url.rstrip("/")
-        self._verify: bool | str = (ca_file or True) if verify_tls else False
-        self._headers = {"Accept": "application/json", "User-Agent": "anomaly-detector"}
-        if bearer_token_file is not None:
-            self._headers["Authorization"] = f"Bearer {_read_token(bearer_token_file)}"
-        self._session = session if session is not None else requests.Session()
-        self._sleep = sleep
         self._clock = clock
+        self._http = PrometheusHTTP(
+            url,
+            timeout=self.timeout,
+            verify=(ca_file or True) if verify_tls else False,
+            bearer_token=read_token(bearer_token_file) if bearer_token_file is not None else None,
+            session=session,
+            sleep=sleep,
+            clock=clock,
+            count=self._count,
+        )
+        self._session = self._http.session
         # Counters for telemetry; poll (monitor loop) and history (refit thread) may run concurrently.
         self._lock = threading.Lock()
         self.requests = 0  # HTTP requests sent, retries included
@@ -247,97 +240,10 @@ class PrometheusSource:
         return out
 
     def _get(self, endpoint: str, params: dict[str, str], *, attempts: int | None = None) -> Any:
-        """GET an API endpoint; retry transient failures within the budget; return the ``data`` field."""
-        attempts = self.max_retries + 1 if attempts is None else attempts
-        url = self._base + endpoint
-        started = self._clock()
-        deadline = started + _BUDGET_TIMEOUTS * self.timeout
-        cause = "no attempt made"
-        attempt = 0
-        while attempt < attempts:
-            attempt += 1
-            timeout = max(0.05, min(self.timeout, deadline - self._clock()))
-            self._count(requests=1, retries=int(attempt > 1))
-            try:
-                response = self._session.get(
-                    url, params=params, headers=self._headers, timeout=timeout, verify=self._verify
-                )
-            except requests.exceptions.SSLError as exc:
-                if _find(exc, ssl.SSLCertVerificationError) is None:
-                    cause = f"TLS error ({_innermost(exc)})"
-                else:
-                    raise SourceError(
-                        f"Prometheus at {self.url}: TLS certificate not trusted ({_innermost(exc)}); "
-                        "set prometheus.ca_file to the CA that signed it (or verify_tls: false)"
-                    ) from exc
-            except requests.exceptions.InvalidURL as exc:
-                raise SourceError(f"prometheus.url {self.url!r} is not a valid URL ({exc})") from exc
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
-                cause = _cause(exc, self.timeout)
-            except requests.RequestException as exc:  # redirects loop, undecodable gzip, ...
-                raise SourceError(f"Prometheus at {self.url}: request failed: {_innermost(exc)}") from exc
-            else:
-                status = response.status_code
-                if status < 500 and status not in _RETRY_STATUSES:
-                    return self._decode(response, endpoint, params)
-                cause = f"HTTP {status} {response.reason or ''}".rstrip() + f": {_error_text(response)}"
-            delay = min(_BACKOFF_MAX, _BACKOFF_FIRST * 2 ** (attempt - 1))
-            if attempt >= attempts or self._clock() + delay >= deadline:
-                break
-            logger.debug(
-                f"Prometheus at {self.url}: {cause}; retry {attempt} of {attempts - 1} in {delay:g} s"
-            )
-            self._sleep(delay)
-        elapsed = self._clock() - started
-        tries = "1 attempt" if attempt == 1 else f"{attempt} attempts"
-        raise SourceUnavailable(
-            f"Prometheus at {self.url} is unreachable: {cause} ({tries} in {elapsed:.1f} s); "
-            "check that it is running and that prometheus.url is right"
+        """GET an API endpoint through the HTTP layer (retries within the budget); return ``data``."""
+        return self._http.get(
+            endpoint, params, attempts=self.max_retries + 1 if attempts is None else attempts
         )
-
-    def _decode(self, response: requests.Response, endpoint: str, params: Mapping[str, str]) -> Any:
-        """Return the ``data`` of a successful answer; raise SourceError naming what went wrong."""
-        status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        where = f"Prometheus at {self.url}"
-        if status == 200:
-            if not isinstance(body, dict):
-                raise SourceError(
-                    f"{where}: the answer to {endpoint} is not a JSON object "
-                    f"({_snippet(response.text)!r}); is prometheus.url a Prometheus server?"
-                )
-            if body.get("status") != "success":
-                error = _one_line(str(body.get("error") or "no error text"))
-                raise SourceError(
-                    f"{where}: query {params['query']!r} failed: status {body.get('status')!r}: {error}"
-                )
-            if "data" not in body:
-                raise SourceError(
-                    f"{where}: malformed answer to {endpoint} (no data); is it a Prometheus API?"
-                )
-            return body["data"]
-        error = _error_text(response, body)
-        if status in (400, 422):
-            raise SourceError(
-                f"{where} rejected query {params['query']!r} (HTTP {status}): {error}; fix prometheus.query"
-            )
-        if status in (401, 403):
-            raise SourceError(
-                f"{where} refused access (HTTP {status}): {error}; check prometheus.bearer_token_file"
-            )
-        if status == 404:
-            raise SourceError(
-                f"{where}: no query API there (HTTP 404); check prometheus.url "
-                "(include any path prefix, e.g. http://host/prometheus)"
-            )
-        raise SourceError(f"{where}: unexpected HTTP {status} {response.reason or ''}: {error}")
 
     def _parse(self, data: Any, expected: str, window: tuple[int, int] | None) -> dict[str, _Series]:
         """Turn ``data`` of a query answer into series; keep grid indices inside ``window``."""
@@ -417,117 +323,30 @@ def _index_down(t: float, interval: float) -> int:
 def _item(item: Any, key: str, where: str) -> tuple[dict[str, str], list[Any]]:
     """Validate one result element; return its labels and its sample pairs."""
     if not isinstance(item, dict) or not isinstance(item.get("metric"), dict):
-        raise SourceError(f"{where}: malformed answer (a result without a metric): {_snippet(repr(item))}")
+        raise SourceError(f"{where}: malformed answer (a result without a metric): {snippet(repr(item))}")
     labels = item["metric"]
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in labels.items()):
-        raise SourceError(f"{where}: malformed answer (labels are not strings): {_snippet(repr(labels))}")
+        raise SourceError(f"{where}: malformed answer (labels are not strings): {snippet(repr(labels))}")
     if key not in item and ("histogram" in item or "histograms" in item):
         raise SourceError(f"{where}: returns native histograms; query a number, e.g. histogram_quantile()")
     if key not in item:
-        raise SourceError(f"{where}: malformed answer (a result without {key!r}): {_snippet(repr(item))}")
+        raise SourceError(f"{where}: malformed answer (a result without {key!r}): {snippet(repr(item))}")
     samples = [item[key]] if key == "value" else item[key]
     if not isinstance(samples, list):
-        raise SourceError(f"{where}: malformed answer ({key!r} is not a list): {_snippet(repr(item))}")
+        raise SourceError(f"{where}: malformed answer ({key!r} is not a list): {snippet(repr(item))}")
     return labels, samples
 
 
 def _sample(pair: Any, sid: str, where: str) -> tuple[float, float]:
     """Return (timestamp, value) of one ``[t, "v"]`` pair; NaN and Inf are valid values here."""
     if not isinstance(pair, list) or len(pair) != 2:
-        raise SourceError(
-            f"{where}: malformed sample {_snippet(repr(pair))} of {sid}; expected [time, value]"
-        )
+        raise SourceError(f"{where}: malformed sample {snippet(repr(pair))} of {sid}; expected [time, value]")
     t, v = pair
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
-        raise SourceError(f"{where}: timestamp {_snippet(repr(t))} of {sid} is not a number")
+        raise SourceError(f"{where}: timestamp {snippet(repr(t))} of {sid} is not a number")
     if isinstance(v, bool) or not isinstance(v, str | int | float):
-        raise SourceError(f"{where}: value {_snippet(repr(v))} of {sid} at {t} is not a number")
+        raise SourceError(f"{where}: value {snippet(repr(v))} of {sid} at {t} is not a number")
     try:
         return float(t), float(v)
     except ValueError:
-        raise SourceError(f"{where}: value {_snippet(repr(v))} of {sid} at {t} is not a number") from None
-
-
-def _read_token(path: str) -> str:
-    try:
-        token = Path(path).read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError(f"prometheus.bearer_token_file: cannot read {path!r} ({reason})") from None
-    if not token:
-        raise ConfigError(f"prometheus.bearer_token_file: {path!r} is empty; put the token in it")
-    return token
-
-
-def _redact(url: str) -> str:
-    """Return ``url`` without any user:password part (it goes into messages and logs)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"[{host}]" if ":" in host else host
-    if parts.port is not None:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    """Return ``exc`` and every exception it wraps (args, ``reason``, cause, context), outermost first."""
-    seen: list[BaseException] = []
-    todo: list[BaseException] = [exc]
-    while todo:
-        e = todo.pop(0)
-        if any(e is s for s in seen):
-            continue
-        seen.append(e)
-        inner = [a for a in e.args if isinstance(a, BaseException)]
-        reason = getattr(e, "reason", None)
-        if isinstance(reason, BaseException):
-            inner.append(reason)
-        inner += [x for x in (e.__cause__, e.__context__) if x is not None]
-        todo.extend(inner)
-    return seen
-
-
-def _find(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
-    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
-
-
-def _innermost(exc: BaseException) -> str:
-    return _one_line(str(_chain(exc)[-1]))
-
-
-def _cause(exc: BaseException, timeout: float) -> str:
-    """Say in a few words why a request failed: 'connection refused', 'no answer within 5 s'."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return f"no connection within {timeout:g} s"
-    if isinstance(exc, requests.Timeout):
-        return f"no answer within {timeout:g} s"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return f"the answer was cut off ({_innermost(exc)})"
-    for e in _chain(exc):
-        if isinstance(e, OSError) and e.errno is not None and e.strerror:
-            text = e.strerror[0].lower() + e.strerror[1:]
-            return f"cannot resolve the host ({text})" if e.errno < 0 else text
-    return _innermost(exc)
-
-
-def _error_text(response: requests.Response, body: Any = None) -> str:
-    """Return Prometheus' ``error`` field of an answer, else the start of its body."""
-    if body is None:
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-    if isinstance(body, dict) and body.get("error"):
-        return _one_line(str(body["error"]))
-    return _snippet(response.text) or "empty answer"
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
-
-
-def _snippet(text: str) -> str:
-    return _one_line(text, 120)
+        raise SourceError(f"{where}: value {snippet(repr(v))} of {sid} at {t} is not a number") from None

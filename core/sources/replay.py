@@ -12,6 +12,7 @@ import numpy as np
 
 from core.data import Dataset
 from core.records import PointBatch, SeriesRef
+from core.timegrid import to_epoch
 
 __all__ = ["ReplaySeries", "ReplaySource", "replay_series"]
 
@@ -90,6 +91,6 @@ def replay_series(dataset: Dataset, host_label: str = "host") -> list[ReplaySeri
     for series in dataset.series:
         labels = dict(series.labels)
         ref = SeriesRef(labels=tuple(series.labels), host=labels.get(host_label, series.id))
-        t = series.frame["ds"].dt.as_unit("ns").astype("int64").to_numpy() / 1e9
+        t = to_epoch(series.frame["ds"])
         out.append(ReplaySeries(ref, t, series.frame["y"].to_numpy(float)))
     return out

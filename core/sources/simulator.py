@@ -14,12 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.records import PointBatch, SeriesRef, align_down, grid_times
+# Anomaly and anomaly_effect are re-exported: core/evaluate.py imports them from here.
+from core.anomalies import Anomaly, anomaly_effect
+from core.records import PointBatch, SeriesRef
+from core.timegrid import DAY, align_down, grid_times
 
 __all__ = ["PROFILES", "Anomaly", "CpuProfile", "SimulatorSource", "anomaly_effect", "simulate"]
-
-DAY = 86400.0
-WEEK = 7 * DAY
 
 
 @dataclass(frozen=True)
@@ -60,16 +60,6 @@ PROFILES = {
 }
 
 
-@dataclass(frozen=True)
-class Anomaly:
-    """An injected incident: kind, start (epoch s), duration (s) and magnitude (percentage points)."""
-
-    kind: str
-    start: float
-    duration: float
-    magnitude: float
-
-
 def _pattern(profile: CpuProfile, t: np.ndarray) -> np.ndarray:
     hour = (t % DAY) / 3600.0
     weekday = ((t // DAY) + 3) % 7  # 1970-01-01 was a Thursday: 0 = Monday
@@ -102,31 +92,6 @@ def _noise(key: str, t: np.ndarray, seed: int, scale: float) -> np.ndarray:
     with np.errstate(over="ignore"):
         mixed = 0.6 * white(slots) + 0.35 * white(slots - np.uint64(5)) + 0.25 * white(slots - np.uint64(15))
     return scale * mixed / np.sqrt(0.6**2 + 0.35**2 + 0.25**2)
-
-
-def anomaly_effect(values: np.ndarray, t: np.ndarray, anomalies: list[Anomaly]) -> np.ndarray:
-    """Apply incidents to values at epoch seconds ``t``: spike, dip, level_shift, drift, flatline, dropout."""
-    out = values.copy()
-    for a in anomalies:
-        inside = (t >= a.start) & (t < a.start + a.duration)
-        if not inside.any():
-            continue
-        if a.kind == "spike":
-            out[inside] += a.magnitude
-        elif a.kind == "dip":
-            out[inside] -= a.magnitude
-        elif a.kind == "level_shift":
-            out[inside] += a.magnitude
-        elif a.kind == "drift":
-            out[inside] += a.magnitude * (t[inside] - a.start) / a.duration
-        elif a.kind == "flatline":
-            first = int(np.argmax(inside))
-            out[inside] = out[first]
-        elif a.kind == "dropout":
-            out[inside] = 0.0
-        else:
-            raise ValueError(f"unknown anomaly kind {a.kind!r}")
-    return out
 
 
 def simulate(

@@ -1,0 +1,224 @@
+"""The one loop, assembled: the daemon (:func:`run_daemon`) and its recorded-replay variant.
+
+    run_daemon(settings, model_path=..., ...)
+      artifact   load_model: the file at model_path (missing is fine at the default path only)
+      source     core.sources.open_source (Prometheus, or the simulator) or open_replay (a CSV on a
+                 simulated clock, as fast as it goes)
+      write path core.sinks.open_write_path: the durable log, side files, InfluxDB forwarders
+      telemetry  core.telemetry: /metrics, /healthz, /readyz and the system_report.json payload
+      refits     core.refit.Refitter with RefitPolicy.from_settings, in a worker process (inline
+                 when replaying)
+      loop       build_monitor -> core.monitor.Monitor(log=write path)
+
+``build_monitor`` is the one constructor of the loop from settings; the benchmarks use it too.
+(``core.evaluate.replay`` still wires its own in-memory replay; the evaluation step moves it here.)
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from loguru import logger
+
+from core import __version__
+from core.clock import SimClock
+from core.data import load_dataset
+from core.detector import Detector, calibration_params
+from core.errors import ConfigError, ModelError
+from core.model.artifact import ModelArtifact, load_artifact
+from core.model.store import ModelStore
+from core.monitor import Monitor, MonitorStats
+from core.protocols import Sink, Source, TickObserver
+from core.refit import InlineExecutor, ProcessFitter, RefitPolicy, Refitter, fit_here
+from core.sinks import WritePath, open_write_path
+from core.sinks.files import SystemReport, restore_last_seen
+from core.sources import open_source
+from core.sources.replay import ReplaySource, replay_series
+from core.telemetry import Telemetry, TelemetryServer, status_payload
+from core.units import clip_range, live_unit
+
+if TYPE_CHECKING:
+    from core.config import Settings
+
+__all__ = ["build_monitor", "load_model", "open_replay", "run_daemon"]
+
+
+def load_model(model_path: Path, explicit: bool) -> ModelArtifact | None:
+    """Return the artifact at ``model_path``; None if it is missing at the default path (not explicit)."""
+    if model_path.is_file():
+        artifact = load_artifact(model_path)
+        logger.info(f"model {artifact.model_version}: {len(artifact.models)} series from {model_path}")
+        return artifact
+    if explicit:
+        raise ModelError(
+            f"{model_path}: model file not found; run 'python main.py --mode train' or fix --model-path"
+        )
+    logger.warning(f"no model at {model_path}: each series gets its own model from the source's history")
+    return None
+
+
+def open_replay(settings: Settings, dataset: str) -> tuple[ReplaySource, SimClock, float, Settings]:
+    """Return a replay of ``dataset`` on a simulated clock, its duration and the settings it runs with.
+
+    The tick is the smallest median spacing of the series; refits follow the monitoring settings on
+    the simulated clock, exactly as the NAB mode replays a file (``core.nab_eval.replay_file``).
+    """
+    recorded = replay_series(load_dataset(settings, dataset))
+    step = min(float(np.median(np.diff(r.t))) for r in recorded)
+    sim = SimClock(min(float(r.t[0]) for r in recorded) - step)
+    source = ReplaySource(recorded, sim, start_at=sim())
+    m = settings.monitoring.model_copy(update={"interval_seconds": step})
+    logger.info(f"source: replay of {dataset} ({len(recorded)} series, step {step:g} s)")
+    return source, sim, source.end - sim() + step, settings.model_copy(update={"monitoring": m})
+
+
+def calibrated_detector(store: ModelStore, settings: Settings, source: Source) -> Detector:
+    """Return the detector of the loop: calibrated online, new series primed from the source's history."""
+    calibration = calibration_params(settings)
+    return Detector(
+        store,
+        settings.scoring.params(),
+        calibration,
+        history=source.history,
+        prime_seconds=calibration.prime_rows * settings.monitoring.interval_seconds,
+    )
+
+
+def build_monitor(
+    source: Source,
+    store: ModelStore,
+    settings: Settings,
+    *,
+    log: Sink,
+    detector: Detector | None = None,
+    refitter: Refitter | None = None,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], object] | None = None,
+    stop: threading.Event | None = None,
+    observers: Sequence[TickObserver] = (),
+) -> Monitor:
+    """Return the loop over ``source`` scoring with ``store``, writing durably to ``log``."""
+    return Monitor(
+        source,
+        detector or calibrated_detector(store, settings, source),
+        log=log,
+        interval=settings.monitoring.interval_seconds,
+        refitter=refitter,
+        clock=clock,
+        sleep=sleep,
+        stop=stop,
+        last_seen=restore_last_seen(settings.monitoring.logs_dir),
+        observers=observers,
+        flush_timeout=max(5.0, settings.influxdb.timeout_seconds),
+    )
+
+
+def _serve_telemetry(settings: Settings, telemetry: Telemetry, path: WritePath) -> TelemetryServer | None:
+    t = settings.telemetry
+    if not t.enabled:
+        return None
+    try:
+        server = TelemetryServer(telemetry, t.host, t.port).start()
+    except OSError as exc:
+        path.close()
+        raise ConfigError(
+            f"telemetry.port {t.port} on {t.host} is not available "
+            f"({exc.strerror}); set TELEMETRY_PORT (0 = any free port) or telemetry.enabled: false"
+        ) from exc
+    logger.info(f"self-metrics on http://{t.host}:{server.port}/metrics (/healthz, /readyz)")
+    return server
+
+
+def _refitter(
+    store: ModelStore, source: Source, settings: Settings, model_path: Path, clock: Callable[[], float]
+) -> Refitter:
+    units = {mod.unit for mod in store.models().values()}
+    replaying = settings.monitoring.source == "replay"
+    return Refitter(
+        store,
+        source,
+        settings.model,
+        RefitPolicy.from_settings(settings),
+        artifact_path=model_path,
+        clip=clip_range(live_unit(source.name, units, settings), settings),
+        clock=clock,
+        executor=InlineExecutor() if replaying else None,
+        fitter=fit_here if replaying else ProcessFitter(),
+    )
+
+
+def _status_file(
+    settings: Settings, monitor: Monitor, refitter: Refitter, path: WritePath, telemetry: Telemetry
+) -> SystemReport:
+    store, artifact, started = refitter.store, refitter.store.artifact, time.time()
+    return SystemReport(
+        Path(settings.monitoring.logs_dir) / "system_report.json",
+        lambda: status_payload(
+            version=__version__,
+            started_at=started,
+            source=monitor.source.name,
+            model_version=artifact.model_version if artifact else None,
+            models=store.models(),
+            monitor=monitor.stats,
+            refits=refitter.stats,
+            spool={"bytes": path.log.total_bytes(), "dropped_records": path.log.dropped_records},
+            forwarders=telemetry.forwarder_stats(),
+            settings=settings.redacted(),
+        ),
+    )
+
+
+def run_daemon(
+    settings: Settings,
+    *,
+    model_path: Path,
+    explicit_model: bool = False,
+    dataset: str = "dataset.csv",
+    duration: float | None = None,
+    stop: threading.Event | None = None,
+    on_start: Callable[[], object] | None = None,
+) -> MonitorStats:
+    """Assemble the daemon from ``settings`` and run it until ``duration`` passes or ``stop`` is set.
+
+    ``on_start`` runs just before the first tick (the CLI installs its signal handlers there).
+    """
+    artifact = load_model(model_path, explicit_model)
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], object] | None = None
+    run_for = duration
+    if settings.monitoring.source == "replay":
+        source: Source
+        source, sim, run_for, settings = open_replay(settings, dataset)
+        clock, sleep = sim, sim.sleep
+    else:
+        source = open_source(settings)
+    store = ModelStore(artifact)
+    telemetry = Telemetry(interval=settings.monitoring.interval_seconds)
+    path = open_write_path(settings, settings.monitoring.logs_dir)
+    for fwd in path.forwarders:
+        telemetry.add_forwarder(fwd.name, fwd.stats)
+    telemetry.watch_models(lambda: {sid: mod.train_end for sid, mod in store.models().items()})
+    server = _serve_telemetry(settings, telemetry, path)
+    refitter = _refitter(store, source, settings, model_path, clock)
+    stop = stop or threading.Event()
+    monitor = build_monitor(
+        source, store, settings, log=path, refitter=refitter, clock=clock, sleep=sleep, stop=stop,
+        observers=[telemetry],
+    )  # fmt: skip
+    report = _status_file(settings, monitor, refitter, path, telemetry)
+    monitor.observers.append(report)
+    if on_start is not None:
+        on_start()
+    every = settings.monitoring.interval_seconds
+    logger.info(f"monitoring every {every:g} s" + (f" for {duration:g} s" if duration else ""))
+    try:
+        return monitor.run(duration=run_for)
+    finally:
+        report.write(status="stopped")
+        if server is not None:
+            server.close()

@@ -1,0 +1,8 @@
+"""The model room: fit a series (forecaster), keep it (artifact), hold the live ones (store).
+
+    forecaster.py   Prophet and the robust profile model; the one rule for which model a series gets
+    artifact.py     the versioned JSON envelope around each series' band and Prophet serialisation
+    store.py        ModelStore: series id -> model, swapped atomically by refits
+
+(``core/quality.py``, forecast quality and EDA, joins this room with the evaluation step.)
+"""

@@ -1,0 +1,1 @@
+"""Test-only helpers that used to live in ``core/``: query introspection, the line-protocol oracle."""
