@@ -32,10 +32,9 @@ def bench_loop(series: int, seconds: float) -> dict[str, float]:
     """Time scoring and ticks of the real loop with ``series`` simulated hosts."""
     from core.assemble import build_monitor
     from core.config import Settings
-    from core.detector import Detector
+    from core.detector import Detector, calibration_params
     from core.model.artifact import SeriesModel, load_artifact
     from core.model.store import ModelStore
-    from core.scoring import ScoreParams
     from core.sinks import WritePath
     from core.sinks.files import LocalFiles
     from core.sinks.wal import MetricsLog
@@ -78,7 +77,7 @@ def bench_loop(series: int, seconds: float) -> dict[str, float]:
             store,
             settings,
             log=WritePath(LocalFiles(MetricsLog(tmp, fsync=True), tmp)),
-            detector=Timed(store, ScoreParams()),
+            detector=Timed(store, settings.scoring.params(), calibration_params(settings)),
             observers=[Ticks()],
         )
         stats = monitor.run(duration=seconds)
