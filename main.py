@@ -251,13 +251,14 @@ def _evaluate(
     if args.nab_dir:
         from tqdm import tqdm
 
-        from core.nab_eval import run_nab
+        from core.evaluation import run_nab
 
         summary = run_nab(
             settings,
             args.nab_dir,
             output_dir,
             progress=lambda total: tqdm(total=total, unit="file", file=sys.stdout, desc="NAB"),
+            quiet=True,
         )
         print(
             f"NAB {summary['rows']} rows in {summary['seconds']:.0f} s: standard {summary['standard']:.1f}, "
@@ -265,7 +266,7 @@ def _evaluate(
             f"{summary['reward_low_FN_rate']:.1f}; {output_dir / 'nab_scores.json'}"
         )
         return 0
-    from core.evaluate import evaluate
+    from core.evaluation import evaluate
 
     metrics = evaluate(
         settings,

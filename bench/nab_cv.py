@@ -3,8 +3,8 @@
     python -m bench.nab_cv cache [--nab-dir ../shared/nab]   # replay every file once (minutes)
     python -m bench.nab_cv cv    [--nab-dir ../shared/nab]   # score the grid, in-sample and LOCO CV
 
-``cache`` replays each file through the production path (``core.nab_eval.replay_file``) and keeps what
-the calibrator was given at every row (value, yhat and the trained band), under ``$NAB_CV_CACHE``
+``cache`` replays each file through the production path (``core.evaluation.nab.run.replay_file``) and
+keeps what the calibrator was given at every row (value, yhat and the trained band), under ``$NAB_CV_CACHE``
 (default ``~/.cache/nab_cv``, outside the repository). The refits do not depend on the calibration, so
 ``cv`` can then run the real :class:`core.calibration.SeriesCalibrator` with any parameters on the
 cached inputs and get exactly the scores the monitor would write, in seconds.
@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 from joblib import Parallel, delayed
 
-from core import nab
 from core.calibration import CalibrationParams, SeriesCalibrator
 from core.config import load_settings
-from core.nab_eval import nab_score, replay_file
+from core.evaluation import nab
+from core.evaluation.nab.run import nab_score, replay_file
+from core.evaluation.nab.scorer import _scorable_windows
 
 CACHE = Path(os.environ.get("NAB_CV_CACHE", Path.home() / ".cache" / "nab_cv"))
 STANDARD = nab.PROFILES[0]
@@ -131,7 +132,7 @@ def cv(files: list[nab.CorpusFile]) -> dict[str, Any]:
         combo, res = max(results, key=lambda r: r[1]["held"][c][0])
         picks[c] = combo
         total += res["held"][c][1]
-    windows = sum(nab._scorable_windows(f.rows, f.windows) for f in files)
+    windows = sum(_scorable_windows(f.rows, f.windows) for f in files)
     loco = nab.normalised_score(total, windows, STANDARD)
     default = {k: getattr(CalibrationParams(), k) for k in names}
     default_res = next(r for c, r in results if c == default)

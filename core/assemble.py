@@ -10,8 +10,11 @@
                  when replaying)
       loop       build_monitor -> core.monitor.Monitor(log=write path)
 
+      replay(series, store, settings, params, ...)
+                 the evaluation's wiring: recorded series on a simulated clock, refits inline, the
+                 records kept in memory (core.sinks.memory.Collector); evaluate mode and NAB use it
+
 ``build_monitor`` is the one constructor of the loop from settings; the benchmarks use it too.
-(``core.evaluate.replay`` still wires its own in-memory replay; the evaluation step moves it here.)
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import numpy as np
 from loguru import logger
 
 from core import __version__
+from core.calibration import CalibrationParams, SeriesCalibrator
 from core.clock import SimClock
 from core.data import load_dataset
 from core.detector import Detector, calibration_params
@@ -34,18 +38,21 @@ from core.model.artifact import ModelArtifact, load_artifact
 from core.model.store import ModelStore
 from core.monitor import Monitor, MonitorStats
 from core.protocols import Sink, Source, TickObserver
+from core.records import ScoredRecord
 from core.refit import InlineExecutor, ProcessFitter, RefitPolicy, Refitter, fit_here
 from core.sinks import WritePath, open_write_path
 from core.sinks.files import SystemReport, restore_last_seen
+from core.sinks.memory import Collector
 from core.sources import open_source
-from core.sources.replay import ReplaySource, replay_series
+from core.sources.replay import ReplaySeries, ReplaySource, replay_series
 from core.telemetry import Telemetry, TelemetryServer, status_payload
 from core.units import clip_range, live_unit
 
 if TYPE_CHECKING:
     from core.config import Settings
+    from core.scoring import ScoreParams
 
-__all__ = ["build_monitor", "load_model", "open_replay", "run_daemon"]
+__all__ = ["build_monitor", "load_model", "open_replay", "replay", "run_daemon"]
 
 
 def load_model(model_path: Path, explicit: bool) -> ModelArtifact | None:
@@ -66,7 +73,7 @@ def open_replay(settings: Settings, dataset: str) -> tuple[ReplaySource, SimCloc
     """Return a replay of ``dataset`` on a simulated clock, its duration and the settings it runs with.
 
     The tick is the smallest median spacing of the series; refits follow the monitoring settings on
-    the simulated clock, exactly as the NAB mode replays a file (``core.nab_eval.replay_file``).
+    the simulated clock, exactly as the NAB mode replays a file (``core.evaluation.nab.run.replay_file``).
     """
     recorded = replay_series(load_dataset(settings, dataset))
     step = min(float(np.median(np.diff(r.t))) for r in recorded)
@@ -222,3 +229,48 @@ def run_daemon(
         report.write(status="stopped")
         if server is not None:
             server.close()
+
+
+def replay(
+    series: list[ReplaySeries],
+    store: ModelStore,
+    settings: Settings,
+    params: ScoreParams,
+    *,
+    start_at: float,
+    interval: float,
+    policy: RefitPolicy | None,
+    clip: tuple[float, float] | None = None,
+    calibrator: Callable[[CalibrationParams], SeriesCalibrator] = SeriesCalibrator,
+) -> dict[str, list[ScoredRecord]]:
+    """Replay rows after ``start_at`` through the monitor loop on a simulated clock; return records."""
+    clock = SimClock(start_at)
+    source = ReplaySource(series, clock, start_at=start_at)
+    collector = Collector()
+    refitter = None
+    if policy is not None:
+        refitter = Refitter(
+            store, source, settings.model, policy, executor=InlineExecutor(), clock=clock, clip=clip
+        )
+    detector = Detector(
+        store,
+        params,
+        calibration_params(settings),
+        history=source.history,
+        prime_seconds=calibration_params(settings).prime_rows * interval,
+        calibrator=calibrator,
+    )
+    monitor = Monitor(
+        source,
+        detector,
+        [collector],
+        interval=interval,
+        refitter=refitter,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    monitor.run(duration=source.end - start_at + interval)
+    out: dict[str, list[ScoredRecord]] = {s.ref.id: [] for s in series}
+    for record in collector.records:
+        out[record.series].append(record)
+    return out

@@ -13,10 +13,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["DAY", "WEEK", "Band", "BandValues"]
+from core.timegrid import DAY, WEEK
 
-DAY = 86400.0
-WEEK = 7 * DAY
+__all__ = ["Band", "BandValues"]
 
 
 class BandValues(NamedTuple):

@@ -7,7 +7,6 @@ environment or from a file named in it.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -15,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,8 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from core.config_io import describe, dig, read_secret_file, read_yaml, set_dotted, short
 from core.errors import ConfigError
-from core.redact import redact_text, redact_url
+from core.redact import redact_url
 from core.scoring import ScoreParams
 
 __all__ = [
@@ -376,33 +375,33 @@ def load_settings(
     if path is not None:
         file = Path(path)
         if file.is_file():
-            data = _read_yaml(file)
+            data = read_yaml(file)
         elif required:
             raise ConfigError(f"{file}: config file not found; pass an existing file with --config")
     _reject_secrets(data, source)
     origins: dict[str, str] = {}
     for var, dotted in ENV_VARS.items():
         if env.get(var, "") != "":
-            _set_dotted(data, dotted, env[var])
+            set_dotted(data, dotted, env[var])
             origins[dotted] = f"environment variable {var}"
-    token_file = _dig(data, "influxdb.token_file")
+    token_file = dig(data, "influxdb.token_file")
     token = env.get("INFLUXDB_TOKEN") or (
-        _read_secret_file(token_file, origins.get("influxdb.token_file", "influxdb.token_file"))
+        read_secret_file(token_file, origins.get("influxdb.token_file", "influxdb.token_file"))
         if token_file
         else None
     )
     if token:
-        _set_dotted(data, "influxdb.token", token)
+        set_dotted(data, "influxdb.token", token)
     if env.get("INFLUXDB_PASSWORD"):
-        _set_dotted(data, "influxdb.password", env["INFLUXDB_PASSWORD"])
+        set_dotted(data, "influxdb.password", env["INFLUXDB_PASSWORD"])
     for dotted, value in (overrides or {}).items():
         if value is not None:
-            _set_dotted(data, dotted, value)
+            set_dotted(data, dotted, value)
             origins[dotted] = (flags or {}).get(dotted, f"command-line override of {dotted}")
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source, origins)) from exc
+        raise ConfigError(describe(exc, source, origins, model=Settings)) from exc
     _check_urls(settings, source, origins)
     return settings
 
@@ -415,7 +414,7 @@ def _check_urls(settings: Settings, source: str, origins: Mapping[str, str]) -> 
     from urllib.parse import urlsplit
 
     for key, example in _URL_EXAMPLES.items():
-        url = _dig(settings.model_dump(include={key.split(".")[0]}), key)
+        url = dig(settings.model_dump(include={key.split(".")[0]}), key)
         if not url:
             continue
         try:
@@ -425,34 +424,8 @@ def _check_urls(settings: Settings, source: str, origins: Mapping[str, str]) -> 
             ok = False
         if not ok:
             where = origins.get(key) or f"{source}: {key}"
-            shown = _short(redact_url(url))
+            shown = short(redact_url(url))
             raise ConfigError(f"{where}: {shown} is not an http(s) URL; use e.g. {example}")
-
-
-def _read_yaml(file: Path) -> dict[str, Any]:
-    try:
-        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{file}{where}: {problem}; fix the YAML syntax") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read config file ({exc})") from exc
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{file}: top level must be a mapping of sections (data, model, ...)")
-    return loaded
-
-
-def _read_secret_file(name: str, origin: str) -> str:
-    try:
-        return Path(name).read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"{origin}: cannot read {name!r} ({exc.strerror}); name a readable file holding the token"
-        ) from exc
 
 
 def _reject_secrets(data: Mapping[str, Any], source: str) -> None:
@@ -460,79 +433,3 @@ def _reject_secrets(data: Mapping[str, Any], source: str) -> None:
         part = data.get(section)
         if isinstance(part, Mapping) and key in part:
             raise ConfigError(f"{source}: {section}.{key}: secrets are not read from the config file; {fix}")
-
-
-def _dig(data: Mapping[str, Any], dotted: str) -> Any:
-    node: Any = data
-    for part in dotted.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {}
-            node[part] = child
-        node = child
-    node[parts[-1]] = value
-
-
-def _describe(exc: ValidationError, source: str, origins: Mapping[str, str] | None = None) -> str:
-    """Turn pydantic's report into one line naming where the value came from, the value and the fix.
-
-    A value from the file is named by its key (``config.yaml: scoring.direction: ...``); one from the
-    environment or a flag by the variable or the flag (``environment variable MONITORING_INTERVAL: ...``).
-    """
-    origins = origins or {}
-    from_file: list[str] = []
-    elsewhere: list[str] = []
-    for error in exc.errors():
-        loc = [str(part) for part in error["loc"]]
-        key = ".".join(loc)
-        origin = next((origins[k] for k in _prefixes(loc) if k in origins), None)
-        if error["type"] == "extra_forbidden":
-            text = f"unknown key{_suggest(loc)}"
-        elif error["type"] == "missing":
-            text = "required"
-        else:
-            value = error.get("input")
-            shown = "" if isinstance(value, dict) else f"{_short(value)} "
-            msg = str(error["msg"]).removeprefix("Value error, ")
-            text = f"{shown}is invalid ({msg})"
-        if origin is None:
-            from_file.append(f"{key}: {text}")
-        else:
-            elsewhere.append(f"{origin}: {text}")
-    parts = ([f"{source}: " + "; ".join(from_file)] if from_file else []) + elsewhere
-    return "; ".join(parts)
-
-
-def _prefixes(loc: list[str]) -> list[str]:
-    """Return the dotted keys a location lies under, longest first (``a.b.c``, ``a.b``, ``a``)."""
-    return [".".join(loc[:i]) for i in range(len(loc), 0, -1)]
-
-
-def _short(value: Any) -> str:
-    text = redact_text(repr(value))
-    return text if len(text) <= 80 else text[:80] + "…"
-
-
-def _suggest(loc: list[str]) -> str:
-    model: type[BaseModel] = Settings
-    for part in loc[:-1]:
-        field = model.model_fields.get(part)
-        annotation = field.annotation if field is not None else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return ""
-        model = annotation
-    valid = list(model.model_fields)
-    close = difflib.get_close_matches(loc[-1], valid, n=1)
-    if close:
-        return f"; did you mean '{close[0]}'?"
-    return f"; valid keys here: {', '.join(valid)}"

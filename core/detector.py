@@ -8,11 +8,11 @@ import numpy as np
 
 from core.calibration import CalibrationParams, SeriesCalibrator
 from core.config import Settings
-from core.model.store import ModelStore  # re-exported: the old import path keeps working
+from core.model.store import ModelStore
 from core.records import PointBatch, ScoredRecord, SeriesRef
 from core.scoring import SEVERITIES, ScoreParams, decide
 
-__all__ = ["Detector", "ModelStore", "calibration_params"]
+__all__ = ["Detector", "calibration_params"]
 
 
 def calibration_params(settings: Settings) -> CalibrationParams:

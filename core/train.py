@@ -13,21 +13,19 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
-from core.band import DAY, WEEK
 from core.cleaning import OUTLIER_CUT, aggregate, find_outliers, nice_step
 from core.config import Settings
-
-# load_dataset and split_series live in core.data; re-exported for the callers of the old path.
 from core.data import LoadReport, Series, load_dataset, split_series
 from core.errors import ConfigError, DataError
+from core.evaluation.labels import ALL_SERIES, load_windows
 from core.fsutil import atomic_write_json
-from core.labels import ALL_SERIES, load_windows
+from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.model.forecaster import MAX_GRID_POINTS, fit_with_fallback
-from core.quality import band_metrics, eda_summary
+from core.model.quality import band_metrics, eda_summary
 from core.scoring import ScoreParams
+from core.timegrid import DAY, WEEK, to_epoch
 
-__all__ = ["TrainResult", "load_dataset", "score_params", "split_series", "train"]
+__all__ = ["TrainResult", "train"]
 
 
 @dataclass
@@ -42,16 +40,11 @@ class TrainResult:
     plots: list[Path] = field(default_factory=list)
 
 
-def score_params(settings: Settings) -> ScoreParams:
-    """Return the scoring rule from the settings (kept for callers not yet on ``ScoringSettings.params``)."""
-    return settings.scoring.params()
-
-
 PLOT_POINTS = 200_000
 
 
 def _epoch(frame: pd.DataFrame) -> np.ndarray:
-    return pd.DatetimeIndex(frame["ds"]).as_unit("ns").asi8 / 1e9
+    return to_epoch(frame["ds"])
 
 
 def train(
@@ -83,7 +76,7 @@ def train(
     for line in data.report.warnings:
         logger.warning(line)
     windows = load_windows(labels, dataset, timezone=settings.data.timezone) if labels else {}
-    params = score_params(settings)
+    params = settings.scoring.params()
     clip = (
         (0.0, 100.0)
         if data.report.unit in ("fraction", "percent") and settings.model.clip_to_unit_range
@@ -331,7 +324,7 @@ def _plots(
     staged: _Staged,
     ylabel: str,
 ) -> list[Path]:
-    from core import plots
+    from core.evaluation import plots
     from core.scoring import score
 
     name = plots.safe_name(sid)

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from core.band import DAY, WEEK, Band
+from core.band import Band
+from core.timegrid import DAY, WEEK
 
 
 def make_band(days: float = 8, step: float = 300.0, start: float = 1_700_000_000.0) -> Band:

@@ -24,11 +24,11 @@ from servers import PrometheusServer, VictoriaMetricsServer
 
 from core.clock import SimClock
 from core.config import Settings
-from core.evaluate import Collector
 from core.protocols import Sink, Source
 from core.records import PointBatch, ScoredRecord, SeriesRef
 from core.sinks import open_write_path
 from core.sinks.files import LocalFiles
+from core.sinks.memory import Collector
 from core.sinks.wal import MetricsLog
 from core.sources.prometheus import PrometheusSource
 from core.sources.replay import ReplaySeries, ReplaySource

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.data import detect_unit, load_csv
+from core.data import load_csv
+from core.dataquality import detect_unit
 from core.errors import DataError
 
 

@@ -11,16 +11,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core.band import DAY
+from core.assemble import replay
 from core.config import Settings
-from core.detector import ModelStore
-from core.evaluate import evaluate, inject_anomalies, replay
-from core.metrics import event_metrics, events, point_metrics, roc_auc
+from core.evaluation import evaluate
+from core.evaluation.inject import inject_anomalies
+from core.evaluation.metrics import event_metrics, events, point_metrics, roc_auc
+from core.model.store import ModelStore
 from core.records import SeriesRef
 from core.refit import RefitPolicy
 from core.scoring import ScoreParams
 from core.sources.replay import ReplaySeries
 from core.sources.simulator import simulate
+from core.timegrid import DAY
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = 1_762_992_000.0

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from core.errors import DataError
-from core.labels import ALL_SERIES, load_windows
+from core.evaluation.labels import ALL_SERIES, load_windows
 
 
 def write(tmp_path, data) -> object:

@@ -11,7 +11,6 @@ from core.clock import SimClock
 from core.config import ModelSettings
 from core.detector import Detector
 from core.errors import SourceError, SourceUnavailable
-from core.evaluate import Collector
 from core.model.artifact import ModelArtifact, SeriesModel
 from core.model.forecaster import ProfileForecaster
 from core.model.store import ModelStore
@@ -19,6 +18,7 @@ from core.monitor import Monitor
 from core.records import PointBatch, SeriesRef
 from core.refit import InlineExecutor, RefitPolicy, Refitter
 from core.scoring import ScoreParams
+from core.sinks.memory import Collector
 from core.sources.simulator import SimulatorSource
 from core.timegrid import DAY, grid_times
 

@@ -1,4 +1,4 @@
-"""Tests for core.nab_eval: causality of the whole replay, the NAB runner's files, one detector.
+"""Tests for core.evaluation.nab.run: causality of the whole replay, the NAB runner's files, one detector.
 
 Synthetic NAB-format corpora are built in tmp_path (1,500 rows at 5 minutes: a daily wave plus noise),
 so nothing here needs the shared corpus.
@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from core import nab
-from core.band import DAY
 from core.config import Settings, load_settings
-from core.nab_eval import DETECTOR, nab_score, replay_file, run_nab, score_file
+from core.evaluation import nab
+from core.evaluation.nab.run import DETECTOR, nab_score, replay_file, run_nab, score_file
+from core.timegrid import DAY
 
 ROWS = 1500
 STEP = 300.0

@@ -1,4 +1,5 @@
-"""Tests for core.nab: hand-computed NAB scores, the fast sweep against a naive one, NAB's baselines.
+"""Tests for core.evaluation.nab (corpus, scorer): hand-computed NAB scores, the fast sweep against a
+naive one, NAB's baselines.
 
 Notation in the comments: f(y) = tanh(-2.5 y) (= 2 sigmoid(-5y) - 1), so f(-1) = tanh(2.5) = 0.98661...
 Unless a case says otherwise, a file has N = 40 rows, so P = floor(0.15 * 40) = 6, and one window
@@ -19,8 +20,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from nab_reference import windowed_gaussian
 
-from core import nab
-from core.nab import LOW_FN, LOW_FP, PROFILES, STANDARD, CorpusFile, Profile
+from core.evaluation import nab
+from core.evaluation.nab import LOW_FN, LOW_FP, PROFILES, STANDARD, CorpusFile, Profile
 
 N = 40
 WINDOW = (10, 14)

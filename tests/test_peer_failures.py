@@ -194,7 +194,7 @@ def test_config_values_reach_the_model():
 def test_evaluate_is_seeded_and_scores_only_the_holdout(tmp_path):
     """Evaluate was unseeded (every run differed) and also scored training rows."""
     from core.config import Settings
-    from core.evaluate import evaluate
+    from core.evaluation import evaluate
 
     settings = Settings.model_validate({"model": {"kind": "profile"}})
     runs = [

@@ -521,7 +521,7 @@ def _luminance(rgba) -> float:
 def test_confusion_matrix_digits_contrast_with_their_cell():
     from matplotlib.colors import to_rgba
 
-    from core.report import confusion_figure
+    from core.evaluation.report import confusion_figure
 
     fig = confusion_figure(np.array([[3000, 40], [60, 120]]))
     ax = fig.axes[0]
@@ -556,7 +556,7 @@ def _overlapping(labels) -> bool:
 
 @pytest.mark.parametrize("days", [3, 28, 120])
 def test_components_plot_has_readable_dates_and_labelled_axes(days):
-    from core.plots import components_figure
+    from core.evaluation.plots import components_figure
 
     fig = components_figure("host=web-01: components", _forecast_frame(days), ylabel="CPU usage (%)")
     assert fig is not None
@@ -569,7 +569,7 @@ def test_components_plot_has_readable_dates_and_labelled_axes(days):
 
 def test_forecast_and_eda_plots_label_their_axes_with_the_metric():
     from core.band import Band
-    from core.plots import eda_figure, forecast_figure
+    from core.evaluation.plots import eda_figure, forecast_figure
 
     t = np.arange(0, 14 * 86400, 900.0) + 1.736e9
     y = 40 + 10 * np.sin(2 * np.pi * t / 86400)

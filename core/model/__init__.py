@@ -3,6 +3,7 @@
     forecaster.py   Prophet and the robust profile model; the one rule for which model a series gets
     artifact.py     the versioned JSON envelope around each series' band and Prophet serialisation
     store.py        ModelStore: series id -> model, swapped atomically by refits
+    quality.py      band coverage, MAPE and the EDA summary
 
-(``core/quality.py``, forecast quality and EDA, joins this room with the evaluation step.)
+Train reports the band's quality; the evaluation pools it over the holdout.
 """

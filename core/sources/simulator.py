@@ -14,12 +14,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Anomaly and anomaly_effect are re-exported: core/evaluate.py imports them from here.
 from core.anomalies import Anomaly, anomaly_effect
 from core.records import PointBatch, SeriesRef
 from core.timegrid import DAY, align_down, grid_times
 
-__all__ = ["PROFILES", "Anomaly", "CpuProfile", "SimulatorSource", "anomaly_effect", "simulate"]
+__all__ = ["PROFILES", "CpuProfile", "SimulatorSource", "simulate"]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 import pandas as pd
 
 from core.errors import DataError
-from core.nab import read_windows
+from core.evaluation.nab.corpus import read_windows
 
 __all__ = ["ALL_SERIES", "load_windows", "matches"]
 

@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from core.band import DAY, WEEK, Band
+from core.band import Band
 from core.scoring import ScoreParams, score
+from core.timegrid import DAY, WEEK
 
 __all__ = ["band_metrics", "eda_summary", "mape", "seasonality_strength"]
 

@@ -16,6 +16,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from core.band import Band  # noqa: E402
+from core.timegrid import from_epoch  # noqa: E402
 
 __all__ = [
     "components_figure",
@@ -37,7 +38,7 @@ def safe_name(series_id: str) -> str:
 
 
 def _dates(t: np.ndarray) -> pd.DatetimeIndex:
-    return pd.to_datetime(t, unit="s", utc=True)
+    return from_epoch(t)
 
 
 def date_axis(ax: plt.Axes, label: str = "time (UTC)") -> None:

@@ -11,27 +11,28 @@ monitor decides with. Files run in parallel (joblib).
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from loguru import logger
 
-from core import nab
-from core.band import DAY
-from core.baseline import baseline_scores
+from core.assemble import replay
 from core.calibration import CalibrationParams, SeriesCalibrator
 from core.config import Settings
-from core.detector import ModelStore
 from core.errors import DataError
-from core.evaluate import replay
+from core.evaluation import nab
+from core.evaluation.baseline import baseline_scores
 from core.fsutil import atomic_write_json
+from core.model.store import ModelStore
 from core.records import ScoredRecord, SeriesRef
 from core.refit import RefitPolicy
 from core.sources.replay import ReplaySeries
-from core.train import score_params
+from core.timegrid import to_epoch
 
 __all__ = ["DETECTOR", "epoch_seconds", "nab_score", "replay_file", "run_nab", "score_file"]
 
@@ -54,8 +55,7 @@ def nab_score(score: np.ndarray) -> np.ndarray:
 
 def epoch_seconds(file: nab.CorpusFile) -> np.ndarray:
     """Return the rows' times in epoch seconds, repeated timestamps (DST) nudged one second apart."""
-    stamps = pd.DatetimeIndex(pd.to_datetime(pd.Series(file.timestamps), format="%Y-%m-%d %H:%M:%S"))
-    t = stamps.as_unit("ns").asi8.astype(np.float64) / 1e9
+    t = to_epoch(pd.to_datetime(pd.Series(file.timestamps), format=nab.TIMESTAMP_FORMAT))
     # Every row must be its own point for the loop, so a timestamp never repeats or goes back.
     for i in range(1, len(t)):
         if t[i] <= t[i - 1]:
@@ -72,20 +72,14 @@ def replay_file(
     t = epoch_seconds(file)
     step = float(np.median(np.diff(t))) if file.rows > 1 else 300.0
     ref = SeriesRef(labels=(("file", file.key),), host=file.key)
-    m = settings.monitoring
-    policy = RefitPolicy(
-        interval=m.refit_interval_hours * 3600.0,
-        history=m.refit_history_days * DAY,
-        min_rows=settings.data.min_rows,
-    )
     records = replay(
         [ReplaySeries(ref, t, file.values)],
         ModelStore(),
         settings,
-        score_params(settings),
+        settings.scoring.params(),
         start_at=float(t[0]) - step,
         interval=step,
-        policy=policy,
+        policy=RefitPolicy.from_settings(settings),
         calibrator=calibrator,
     )[ref.id]
     if len(records) != file.rows:
@@ -112,8 +106,13 @@ def run_nab(
     *,
     n_jobs: int = 2,
     progress: Callable[[int], Any] | None = None,
+    quiet: bool = False,
 ) -> dict[str, Any]:
-    """Score every labelled file of a NAB corpus; write results files and ``nab_scores.json``."""
+    """Score every labelled file of a NAB corpus; write results files and ``nab_scores.json``.
+
+    ``quiet`` silences the library's log while each file replays (hundreds of refits per file would
+    flood a terminal; the CLI reports progress per file instead).
+    """
     from joblib import Parallel, delayed
 
     started = time.perf_counter()
@@ -132,7 +131,7 @@ def run_nab(
     # Longest files first, so the last worker does not start a long file alone.
     ordered = sorted(files, key=lambda f: -f.rows)
     jobs = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-        delayed(_scored)(settings, f) for f in ordered
+        delayed(_scored)(settings, f, quiet) for f in ordered
     )
     out = Path(output_dir)
     by_key = {f.key: f for f in files}
@@ -159,13 +158,18 @@ def run_nab(
     return summary
 
 
-def _scored(settings: Settings, file: nab.CorpusFile) -> tuple[str, np.ndarray, float]:
-    from loguru import logger
-
-    # Hundreds of refits per file would flood the terminal; the caller reports progress per file.
-    logger.disable("core")
-    started = time.perf_counter()
-    try:
+def _scored(settings: Settings, file: nab.CorpusFile, quiet: bool) -> tuple[str, np.ndarray, float]:
+    # The files replay in worker processes, so the caller's log settings do not reach them: the
+    # worker applies ``quiet`` itself, for the one file, and restores the log afterwards.
+    with _silenced("core") if quiet else contextlib.nullcontext():
+        started = time.perf_counter()
         return file.key, score_file(settings, file), round(time.perf_counter() - started, 2)
+
+
+@contextlib.contextmanager
+def _silenced(name: str) -> Iterator[None]:
+    logger.disable(name)
+    try:
+        yield
     finally:
-        logger.enable("core")
+        logger.enable(name)

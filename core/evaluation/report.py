@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.evaluation.metrics import roc_curve
 from core.fsutil import atomic_write_json, atomic_write_text
-from core.metrics import roc_curve
+from core.timegrid import from_epoch
 
 if TYPE_CHECKING:
     from core.config import Settings
-    from core.evaluate import EvaluatedSeries
+    from core.evaluation.results import EvaluatedSeries
 
 __all__ = ["confusion_figure", "merge_metadata", "render_text", "write_evaluation"]
 
@@ -105,7 +106,6 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import pandas as pd
 
     files = []
     p = metrics["point"]
@@ -131,7 +131,7 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
     fig.savefig(files[-1], dpi=90)
     plt.close(fig)
 
-    from core.plots import date_axis
+    from core.evaluation.plots import date_axis
 
     values = np.concatenate([r.y for r in results])
     finite = values[np.isfinite(values)]
@@ -139,10 +139,10 @@ def _plots(out: Path, results: Sequence[EvaluatedSeries], metrics: dict[str, Any
     ylabel = "CPU usage (%)" if percent else "metric value (dataset units)"
     fig, axes = plt.subplots(len(results), 1, figsize=(14, 3.6 * len(results)), squeeze=False)
     for ax, r in zip(axes[:, 0], results, strict=True):
-        d = pd.to_datetime(r.t, unit="s", utc=True)
+        d = from_epoch(r.t)
         tail = max(0, len(r.train_t) - 2 * 288)
         ax.plot(
-            pd.to_datetime(r.train_t[tail:], unit="s", utc=True),
+            from_epoch(r.train_t[tail:]),
             r.train_y[tail:],
             color="gray",
             lw=0.5,
