@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
-from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.band import DAY, WEEK
 from core.cleaning import OUTLIER_CUT, aggregate, find_outliers, nice_step
 from core.config import Settings
@@ -23,6 +22,7 @@ from core.data import LoadReport, Series, load_dataset, split_series
 from core.errors import ConfigError, DataError
 from core.fsutil import atomic_write_json
 from core.labels import ALL_SERIES, load_windows
+from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.model.forecaster import MAX_GRID_POINTS, fit_with_fallback
 from core.quality import band_metrics, eda_summary
 from core.scoring import ScoreParams
