@@ -36,7 +36,7 @@ from core.monitor import Monitor, MonitorStats
 from core.protocols import Sink, Source, TickObserver
 from core.refit import InlineExecutor, ProcessFitter, RefitPolicy, Refitter, fit_here
 from core.sinks import WritePath, open_write_path
-from core.sinks.files import SystemReport, restore_last_seen
+from core.sinks.files import LogsLock, SystemReport, restore_last_seen
 from core.sources import open_source
 from core.sources.replay import ReplaySource, replay_series
 from core.telemetry import Telemetry, TelemetryServer, status_payload
@@ -45,7 +45,20 @@ from core.units import clip_range, live_unit
 if TYPE_CHECKING:
     from core.config import Settings
 
-__all__ = ["build_monitor", "load_model", "open_replay", "run_daemon"]
+__all__ = ["build_monitor", "load_model", "open_replay", "remove_stale_temp_files", "run_daemon"]
+
+_STARTED = time.time()  # files older than this come from an earlier process
+
+
+def remove_stale_temp_files(model_path: Path) -> None:
+    """Remove temporary artifact files an interrupted earlier process left beside ``model_path``."""
+    for tmp in model_path.parent.glob(f".{model_path.name}.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < _STARTED:
+                tmp.unlink()
+                logger.info(f"removed {tmp}, left by an interrupted earlier run")
+        except OSError:
+            pass
 
 
 def load_model(model_path: Path, explicit: bool) -> ModelArtifact | None:
@@ -137,6 +150,7 @@ def _serve_telemetry(settings: Settings, telemetry: Telemetry, path: WritePath) 
 def _refitter(
     store: ModelStore, source: Source, settings: Settings, model_path: Path, clock: Callable[[], float]
 ) -> Refitter:
+    # A fallback source's history is not the series': its refits never reach the artifact.
     units = {mod.unit for mod in store.models().values()}
     replaying = settings.monitoring.source == "replay"
     return Refitter(
@@ -149,6 +163,7 @@ def _refitter(
         clock=clock,
         executor=InlineExecutor() if replaying else None,
         fitter=fit_here if replaying else ProcessFitter(),
+        persist=getattr(source, "fallback_for", None) is None,
     )
 
 
@@ -182,12 +197,41 @@ def run_daemon(
     duration: float | None = None,
     stop: threading.Event | None = None,
     on_start: Callable[[], object] | None = None,
+    lock: LogsLock | None = None,
 ) -> MonitorStats:
     """Assemble the daemon from ``settings`` and run it until ``duration`` passes or ``stop`` is set.
 
-    ``on_start`` runs just before the first tick (the CLI installs its signal handlers there).
+    ``on_start`` runs just before the first tick (the CLI installs its signal handlers there). ``lock``
+    is the logs directory's lock if the caller took it already (the CLI does, before logging starts).
     """
+    held = lock or LogsLock(settings.monitoring.logs_dir)
+    try:
+        return _run_daemon(
+            settings,
+            model_path=model_path,
+            explicit_model=explicit_model,
+            dataset=dataset,
+            duration=duration,
+            stop=stop,
+            on_start=on_start,
+        )
+    finally:
+        if lock is None:
+            held.close()
+
+
+def _run_daemon(
+    settings: Settings,
+    *,
+    model_path: Path,
+    explicit_model: bool,
+    dataset: str,
+    duration: float | None,
+    stop: threading.Event | None,
+    on_start: Callable[[], object] | None,
+) -> MonitorStats:
     artifact = load_model(model_path, explicit_model)
+    remove_stale_temp_files(model_path)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], object] | None = None
     run_for = duration
@@ -199,6 +243,7 @@ def run_daemon(
         source = open_source(settings)
     store = ModelStore(artifact)
     telemetry = Telemetry(interval=settings.monitoring.interval_seconds)
+    telemetry.set_source(source.name, getattr(source, "fallback_for", None))
     path = open_write_path(settings, settings.monitoring.logs_dir)
     for fwd in path.forwarders:
         telemetry.add_forwarder(fwd.name, fwd.stats)

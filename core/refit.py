@@ -8,6 +8,7 @@ ends at the simulated now). Failed or impossible fits are retried after a back-o
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
@@ -23,6 +24,7 @@ from loguru import logger
 
 from core.config import ModelSettings, Settings
 from core.errors import AnomalyDetectorError
+from core.fsutil import atomic_write_json
 from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.model.forecaster import FittedModel, Fitter, choose_and_fit, fit_with_fallback
 from core.model.store import ModelStore
@@ -88,6 +90,13 @@ def _fit_remote(
     return fitted
 
 
+def _worker_init() -> None:
+    """Leave Ctrl-C to the daemon: it reaches the whole process group, and the daemon stops the worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ProcessFitter:
     """Fit in a worker process, so the loop never waits for the GIL while Prophet runs.
 
@@ -112,7 +121,7 @@ class ProcessFitter:
 
                 ctx = multiprocessing.get_context("forkserver")
                 ctx.set_forkserver_preload(["core.refit", "core._preload"])
-                self._pool = ctx.Pool(processes=1, maxtasksperchild=self._maxtasks)
+                self._pool = ctx.Pool(processes=1, maxtasksperchild=self._maxtasks, initializer=_worker_init)
             pool = self._pool
         result: FittedModel = pool.apply(_fit_remote, (settings, frame, clip))
         return result
@@ -187,6 +196,7 @@ class Refitter:
         clock: Callable[[], float] = time.time,
         clip: tuple[float, float] | None = None,
         fitter: Fitter = fit_here,
+        persist: bool = True,
     ) -> None:
         self.store = store
         self.source = source
@@ -204,6 +214,10 @@ class Refitter:
         self._dirty = False
         self._saved_at = time.monotonic()
         self.save_every = 300.0
+        self.persist = persist  # False: refitted models stay in memory (the source is a fallback)
+        self._closed = False
+        self._said_memory = False
+        self._unwritten = False  # a write was queued and has not run yet
 
     def due(self, series: SeriesRef, now: float) -> bool:
         """Return whether a series should be refitted now."""
@@ -246,6 +260,12 @@ class Refitter:
                 continue
             self.store.put(model)
             installed += 1
+        if installed and not self.persist and not self._said_memory:
+            self._said_memory = True
+            logger.warning(
+                f"refitted models stay in memory, {self.artifact_path or 'the artifact'} is left as it "
+                "is: the source is the simulator fallback, not the series' real history"
+            )
         self._dirty = self._dirty or installed > 0
         # Rewriting the artifact (all series) is heavy: once the queue of fits has drained, or at
         # most every save_every seconds while many are running (e.g. a fleet's first fits).
@@ -267,7 +287,9 @@ class Refitter:
     def close(self) -> None:
         """Stop accepting work (a fit still running is abandoned); save models not yet saved."""
         self.executor.shutdown(wait=False, cancel_futures=True)
-        if self._dirty:
+        with self._save_lock:  # a write in progress finishes first: no temporary file is left behind
+            self._closed = True
+        if self._dirty or self._unwritten:
             self._save(now=True)
         close = getattr(self.fitter, "close", None)
         if close is not None:
@@ -319,6 +341,8 @@ class Refitter:
         self._saved_at = time.monotonic()
         if self.artifact_path is None:
             return
+        if not self.persist:
+            return
         base = self.store.artifact
         artifact = ModelArtifact(
             models=self.store.models(),
@@ -326,16 +350,46 @@ class Refitter:
             model_settings=base.model_settings if base else {"model": self.settings.model_dump(mode="json")},
         )
         if now:
-            self._write(artifact)
+            self._write(artifact, force=True)
         else:
+            self._unwritten = True
             self.executor.submit(self._write, artifact)  # serialising many series takes a while
 
-    def _write(self, artifact: ModelArtifact) -> None:
+    def _write(self, artifact: ModelArtifact, *, force: bool = False) -> None:
         assert self.artifact_path is not None
         with self._save_lock:
+            if self._closed and not force:  # queued before close(), which saves the latest models itself
+                return
+            self._unwritten = False
             try:
-                save_artifact(artifact, self.artifact_path)
+                size = save_artifact(artifact, self.artifact_path)
+                self._write_metadata(artifact, size)
             except OSError as exc:
                 logger.error(
                     f"cannot update {self.artifact_path} after refit ({exc.strerror}); models kept in memory"
                 )
+
+    def _write_metadata(self, artifact: ModelArtifact, size: int) -> None:
+        """Keep ``model_metadata.json`` beside the artifact on the version the artifact now holds."""
+        assert self.artifact_path is not None
+        path = self.artifact_path.parent / "model_metadata.json"
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            metadata = {}
+        if not isinstance(metadata, dict):
+            metadata = {}
+        metadata.update(
+            model_version=artifact.model_version,
+            created_at=artifact.created_at,
+            artifact=str(self.artifact_path),
+            artifact_bytes=size,
+            config_hash=artifact.config_hash,
+            versions=artifact.versions,
+            refitted={
+                "at": artifact.created_at,
+                "series": sorted(artifact.models),
+                "source": self.source.name,
+            },
+        )
+        atomic_write_json(path, metadata)
