@@ -837,3 +837,27 @@ def test_https_to_a_plain_http_influxdb_says_so(plain_http):
             Exception, match=re.escape("TLS handshake failed: the server speaks plain HTTP? use http://")
         ):
             writer.write(["m v=1 1"])
+
+
+# Case 5: Ctrl-C on a monitor that refits.
+
+
+@pytest.mark.parametrize("when", ["during the refit", "after the refit"])
+def test_ctrl_c_on_a_refitting_monitor_is_clean(workdir, when):
+    (workdir / "c.yaml").write_text(FAST + "monitoring:\n  interval_seconds: 1\n")
+    stale = workdir / "outputs" / ".cpu_anomaly_model.json.abc123.tmp"
+    stale.write_text("{")  # left by an earlier, interrupted run
+    os.utime(stale, (time.time() - 60, time.time() - 60))
+    proc = start_monitor(workdir, "--config", "c.yaml", "--duration", "120")
+    try:
+        wait_for_line(proc, "monitoring every" if when == "during the refit" else "refitted host=web-01")
+        time.sleep(0.5 if when == "during the refit" else 1.5)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err) == (0, ""), err
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert "SIGINT: finishing the tick, flushing, stopping" in out
+    assert not list((workdir / "outputs").glob(".*.tmp"))
+    json.loads((workdir / "outputs" / "cpu_anomaly_model.json").read_text())  # whole, never torn
