@@ -167,6 +167,33 @@ def _refitter(
     )
 
 
+STALE_REFIT_WAIT = 120.0  # longest the first tick waits for the refit of bands that already ended
+
+
+def _refit_stale_first(refitter: Refitter, settings: Settings, stop: threading.Event) -> None:
+    """Refit every series whose band ended before now, so the first tick scores against a fresh band.
+
+    Waits (interruptibly) up to STALE_REFIT_WAIT; a longer fit goes on behind the loop. Nothing is
+    lost meanwhile: the source's next poll catches the points up.
+    """
+    started = time.monotonic()
+    host_label = settings.prometheus.host_label if refitter.source.name == "prometheus" else "host"
+    stale = refitter.refit_stale(time.time(), host_label)
+    if not stale:
+        return
+    while refitter.busy() and not stop.is_set() and time.monotonic() - started < STALE_REFIT_WAIT:
+        stop.wait(0.1)
+    refitter.collect()
+    now = time.time()
+    fresh = [sid for sid in stale if (m := refitter.store.own(sid)) is not None and m.band.end > now]
+    left = [sid for sid in stale if sid not in fresh]
+    took = time.monotonic() - started
+    logger.info(f"{len(fresh)} of {len(stale)} stale band(s) refitted in {took:.1f} s; the loop starts")
+    if left:
+        why = "still fitting" if refitter.busy() else "no history in the source yet"
+        logger.warning(f"still on an ended band ({why}): {', '.join(left)}")
+
+
 def _status_file(
     settings: Settings, monitor: Monitor, refitter: Refitter, path: WritePath, telemetry: Telemetry
 ) -> SystemReport:
@@ -259,6 +286,8 @@ def _run_daemon(
     monitor.observers.append(report)
     if on_start is not None:
         on_start()
+    if settings.monitoring.source != "replay":
+        _refit_stale_first(refitter, settings, stop)
     every = settings.monitoring.interval_seconds
     logger.info(f"monitoring every {every:g} s" + (f" for {duration:g} s" if duration else ""))
     try:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +230,33 @@ class Refitter:
         if self.policy.interval > 0 and now - model.train_end >= self.policy.interval:
             return True
         return now >= model.band.end - self.policy.horizon_margin
+
+    def refit_stale(self, now: float, host_label: str = "host") -> list[str]:
+        """Submit a fit now for every series whose band has already ended; return their ids.
+
+        At start, after downtime or with a model trained months ago: the points would otherwise be
+        scored against a band extrapolated past its end (``stale``) until the first tick's refit lands.
+        """
+        submitted = []
+        for model in self.store.models().values():
+            if model.band.end > now or model.id in self._pending:
+                continue
+            ref = SeriesRef.from_labels(model.labels, host_label)
+            if ref.id != model.id:  # a model the source cannot name: the loop's own schedule handles it
+                continue
+            ended = datetime.fromtimestamp(model.band.end, UTC)
+            days = (now - model.band.end) / DAY
+            logger.info(
+                f"refitting {model.id}: its band ended {ended:%Y-%m-%d}, {days:.0f} days ago "
+                f"(fitting the source's last {self.policy.history / DAY:g} days)"
+            )
+            self._pending[ref.id] = self.executor.submit(self._fit, ref, now)
+            submitted.append(ref.id)
+        return submitted
+
+    def busy(self) -> bool:
+        """Return whether a fit is still running."""
+        return any(not future.done() for future in self._pending.values())
 
     def schedule(self, series: Iterable[SeriesRef], now: float) -> int:
         """Submit a fit for every due series; return how many were submitted."""

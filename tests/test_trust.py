@@ -861,3 +861,27 @@ def test_ctrl_c_on_a_refitting_monitor_is_clean(workdir, when):
     assert "SIGINT: finishing the tick, flushing, stopping" in out
     assert not list((workdir / "outputs").glob(".*.tmp"))
     json.loads((workdir / "outputs" / "cpu_anomaly_model.json").read_text())  # whole, never torn
+
+
+# Case 8: the quick start's monitor step shows the daemon doing its job.
+
+
+def test_the_quick_start_monitor_refits_the_ended_bands_and_scores_fresh(tmp_path):
+    for name in ("dataset.csv", "dataset_labels.json", "config.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    assert run(tmp_path, "--mode", "train", "--no-plots").returncode == 0
+    started = time.monotonic()
+    result = run(tmp_path, "--mode", "monitor", "--duration", "30")  # as the README's quick start
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert time.monotonic() - started < 45
+    said = re.search(
+        r"refitting host=web-01: its band ended (\d{4}-\d\d-\d\d), (\d+) days ago", result.stdout
+    )
+    assert said, result.stdout
+    assert int(said[2]) > 30  # the sample is from 2025: months ago
+    assert "refitted host=web-01" in result.stdout
+    lines = (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records and all(r["series"] == "host=web-01" for r in records)
+    assert not any(r["stale"] for r in records), records  # every point against the refitted band
+    assert all("borrowed" not in r["model"] for r in records)
