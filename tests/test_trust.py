@@ -297,7 +297,10 @@ def test_passwords_in_urls_are_redacted_in_output_logs_and_report(tmp_path):
         "INFLUXDB_URL": "http://writer:pw456@127.0.0.1:1",
         "INFLUXDB_API": "v1",
     }
-    (tmp_path / "c.yaml").write_text("influxdb:\n  timeout_seconds: 0.5\n  max_backoff_seconds: 0.5\n")
+    (tmp_path / "c.yaml").write_text(  # the fallback runs the daemon on, through every output
+        "monitoring:\n  fallback_to_simulator: true\n"
+        "influxdb:\n  timeout_seconds: 0.5\n  max_backoff_seconds: 0.5\n"
+    )
     result = run(
         tmp_path,
         "--config",
