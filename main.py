@@ -164,6 +164,17 @@ def run(argv: list[str] | None = None) -> int:
     if args.check_config:
         print(f"{config_path or '<defaults>'}: OK")
         return 0
+    lock = None
+    if args.mode == "monitor":  # one monitor per logs directory, taken before anything is written there
+        from core.sinks.files import LogsLock
+
+        try:
+            lock = LogsLock(settings.monitoring.logs_dir)
+        except AnomalyDetectorError as exc:
+            return _fail(exc, exit_code_for(exc))
+        except OSError as exc:
+            return _fail(f"{exc.filename or settings.monitoring.logs_dir}: {exc.strerror}", 2)
+    args.logs_lock = lock
     _setup_logging(settings.logging.level, Path(settings.monitoring.logs_dir), settings)
     from loguru import logger
 
@@ -182,6 +193,9 @@ def run(argv: list[str] | None = None) -> int:
         logger.opt(exception=exc).error("internal error")
         logs = Path(settings.monitoring.logs_dir) / "application.log"
         return _fail(f"internal error: {type(exc).__name__}: {exc}; details in {logs}", 1)
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
@@ -236,6 +250,7 @@ def _monitor(args: argparse.Namespace, settings: Settings, model_path: Path) -> 
         duration=args.duration,
         stop=stop,
         on_start=_install,
+        lock=args.logs_lock,
     )
     logs = Path(settings.monitoring.logs_dir)
     print(
@@ -266,6 +281,12 @@ def _evaluate(
             f"{summary['reward_low_FN_rate']:.1f}; {output_dir / 'nab_scores.json'}"
         )
         return 0
+    if args.model_path and not model_path.is_file():  # as monitor does: an explicit model must exist
+        from core.errors import ModelError
+
+        raise ModelError(
+            f"{model_path}: model file not found; run 'python main.py --mode train' or fix --model-path"
+        )
     from core.evaluation import evaluate
 
     metrics = evaluate(

@@ -41,7 +41,7 @@ from core.protocols import Sink, Source, TickObserver
 from core.records import ScoredRecord
 from core.refit import InlineExecutor, ProcessFitter, RefitPolicy, Refitter, fit_here
 from core.sinks import WritePath, open_write_path
-from core.sinks.files import SystemReport, restore_last_seen
+from core.sinks.files import LogsLock, SystemReport, restore_last_seen
 from core.sinks.memory import Collector
 from core.sources import open_source
 from core.sources.replay import ReplaySeries, ReplaySource, replay_series
@@ -52,7 +52,20 @@ if TYPE_CHECKING:
     from core.config import Settings
     from core.scoring import ScoreParams
 
-__all__ = ["build_monitor", "load_model", "open_replay", "replay", "run_daemon"]
+__all__ = ["build_monitor", "load_model", "open_replay", "remove_stale_temp_files", "replay", "run_daemon"]
+
+_STARTED = time.time()  # files older than this come from an earlier process
+
+
+def remove_stale_temp_files(model_path: Path) -> None:
+    """Remove temporary artifact files an interrupted earlier process left beside ``model_path``."""
+    for tmp in model_path.parent.glob(f".{model_path.name}.*.tmp"):
+        try:
+            if tmp.stat().st_mtime < _STARTED:
+                tmp.unlink()
+                logger.info(f"removed {tmp}, left by an interrupted earlier run")
+        except OSError:
+            pass
 
 
 def load_model(model_path: Path, explicit: bool) -> ModelArtifact | None:
@@ -144,6 +157,7 @@ def _serve_telemetry(settings: Settings, telemetry: Telemetry, path: WritePath) 
 def _refitter(
     store: ModelStore, source: Source, settings: Settings, model_path: Path, clock: Callable[[], float]
 ) -> Refitter:
+    # A fallback source's history is not the series': its refits never reach the artifact.
     units = {mod.unit for mod in store.models().values()}
     replaying = settings.monitoring.source == "replay"
     return Refitter(
@@ -156,7 +170,35 @@ def _refitter(
         clock=clock,
         executor=InlineExecutor() if replaying else None,
         fitter=fit_here if replaying else ProcessFitter(),
+        persist=getattr(source, "fallback_for", None) is None,
     )
+
+
+STALE_REFIT_WAIT = 120.0  # longest the first tick waits for the refit of bands that already ended
+
+
+def _refit_stale_first(refitter: Refitter, settings: Settings, stop: threading.Event) -> None:
+    """Refit every series whose band ended before now, so the first tick scores against a fresh band.
+
+    Waits (interruptibly) up to STALE_REFIT_WAIT; a longer fit goes on behind the loop. Nothing is
+    lost meanwhile: the source's next poll catches the points up.
+    """
+    started = time.monotonic()
+    host_label = settings.prometheus.host_label if refitter.source.name == "prometheus" else "host"
+    stale = refitter.refit_stale(time.time(), host_label)
+    if not stale:
+        return
+    while refitter.busy() and not stop.is_set() and time.monotonic() - started < STALE_REFIT_WAIT:
+        stop.wait(0.1)
+    refitter.collect()
+    now = time.time()
+    fresh = [sid for sid in stale if (m := refitter.store.own(sid)) is not None and m.band.end > now]
+    left = [sid for sid in stale if sid not in fresh]
+    took = time.monotonic() - started
+    logger.info(f"{len(fresh)} of {len(stale)} stale band(s) refitted in {took:.1f} s; the loop starts")
+    if left:
+        why = "still fitting" if refitter.busy() else "no history in the source yet"
+        logger.warning(f"still on an ended band ({why}): {', '.join(left)}")
 
 
 def _status_file(
@@ -189,12 +231,41 @@ def run_daemon(
     duration: float | None = None,
     stop: threading.Event | None = None,
     on_start: Callable[[], object] | None = None,
+    lock: LogsLock | None = None,
 ) -> MonitorStats:
     """Assemble the daemon from ``settings`` and run it until ``duration`` passes or ``stop`` is set.
 
-    ``on_start`` runs just before the first tick (the CLI installs its signal handlers there).
+    ``on_start`` runs just before the first tick (the CLI installs its signal handlers there). ``lock``
+    is the logs directory's lock if the caller took it already (the CLI does, before logging starts).
     """
+    held = lock or LogsLock(settings.monitoring.logs_dir)
+    try:
+        return _run_daemon(
+            settings,
+            model_path=model_path,
+            explicit_model=explicit_model,
+            dataset=dataset,
+            duration=duration,
+            stop=stop,
+            on_start=on_start,
+        )
+    finally:
+        if lock is None:
+            held.close()
+
+
+def _run_daemon(
+    settings: Settings,
+    *,
+    model_path: Path,
+    explicit_model: bool,
+    dataset: str,
+    duration: float | None,
+    stop: threading.Event | None,
+    on_start: Callable[[], object] | None,
+) -> MonitorStats:
     artifact = load_model(model_path, explicit_model)
+    remove_stale_temp_files(model_path)
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], object] | None = None
     run_for = duration
@@ -206,6 +277,7 @@ def run_daemon(
         source = open_source(settings)
     store = ModelStore(artifact)
     telemetry = Telemetry(interval=settings.monitoring.interval_seconds)
+    telemetry.set_source(source.name, getattr(source, "fallback_for", None))
     path = open_write_path(settings, settings.monitoring.logs_dir)
     for fwd in path.forwarders:
         telemetry.add_forwarder(fwd.name, fwd.stats)
@@ -221,6 +293,8 @@ def run_daemon(
     monitor.observers.append(report)
     if on_start is not None:
         on_start()
+    if settings.monitoring.source != "replay":
+        _refit_stale_first(refitter, settings, stop)
     every = settings.monitoring.interval_seconds
     logger.info(f"monitoring every {every:g} s" + (f" for {duration:g} s" if duration else ""))
     try:

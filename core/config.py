@@ -177,7 +177,7 @@ class MonitoringSettings(_Section):
 
     interval_seconds: float = Field(60.0, gt=0, le=86400)
     source: Literal["auto", "prometheus", "simulator", "replay"] = "auto"
-    fallback_to_simulator: bool = True
+    fallback_to_simulator: bool = False
     refit_interval_hours: float = Field(24.0, ge=0)
     refit_history_days: float = Field(14.0, gt=0)
     max_catchup_hours: float = Field(24.0, ge=0)

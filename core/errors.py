@@ -43,7 +43,12 @@ __all__ = [
     "WriteRejectedError",
     "exit_code_for",
     "exit_codes_text",
+    "speaks_plain_http",
 ]
+
+# https:// to a server that speaks plain HTTP: OpenSSL reads its HTTP answer as a broken TLS record.
+PLAIN_HTTP = "TLS handshake failed: the server speaks plain HTTP? use http://"
+_PLAIN_HTTP_SIGNS = ("WRONG_VERSION_NUMBER", "wrong version number", "record layer failure")
 
 EXIT_OK = 0
 EXIT_BUG = 1
@@ -145,3 +150,21 @@ def exit_code_for(exc: BaseException) -> int:
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
     return EXIT_BUG
+
+
+def speaks_plain_http(exc: BaseException) -> bool:
+    """Return whether a request failed because https:// went to a plain-HTTP server (see PLAIN_HTTP).
+
+    Looks through the whole chain (causes, contexts, urllib3's ``reason``, wrapped arguments).
+    """
+    stack, seen = [exc], set()
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if any(sign in f"{getattr(e, 'reason', '')} {e}" for sign in _PLAIN_HTTP_SIGNS):
+            return True
+        linked = (e.__cause__, e.__context__, getattr(e, "reason", None), *e.args)
+        stack += [x for x in linked if isinstance(x, BaseException)]
+    return False

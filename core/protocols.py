@@ -114,8 +114,8 @@ class Forwarding(Protocol):
         """Return its counters (for telemetry)."""
         ...
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything in the log is in the database."""
+    def flush(self, timeout: float, *, until_failure: bool = False) -> bool:
+        """Wait until everything in the log is in the database (``until_failure``: or a write fails)."""
         ...
 
     def close(self, timeout: float) -> object:

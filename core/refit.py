@@ -8,12 +8,14 @@ ends at the simulated now). Failed or impossible fits are retried after a back-o
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from loguru import logger
 
 from core.config import ModelSettings, Settings
 from core.errors import AnomalyDetectorError
+from core.fsutil import atomic_write_json
 from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.model.forecaster import FittedModel, Fitter, choose_and_fit, fit_with_fallback
 from core.model.store import ModelStore
@@ -88,6 +91,13 @@ def _fit_remote(
     return fitted
 
 
+def _worker_init() -> None:
+    """Leave Ctrl-C to the daemon: it reaches the whole process group, and the daemon stops the worker."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class ProcessFitter:
     """Fit in a worker process, so the loop never waits for the GIL while Prophet runs.
 
@@ -112,7 +122,7 @@ class ProcessFitter:
 
                 ctx = multiprocessing.get_context("forkserver")
                 ctx.set_forkserver_preload(["core.refit", "core._preload"])
-                self._pool = ctx.Pool(processes=1, maxtasksperchild=self._maxtasks)
+                self._pool = ctx.Pool(processes=1, maxtasksperchild=self._maxtasks, initializer=_worker_init)
             pool = self._pool
         result: FittedModel = pool.apply(_fit_remote, (settings, frame, clip))
         return result
@@ -187,6 +197,7 @@ class Refitter:
         clock: Callable[[], float] = time.time,
         clip: tuple[float, float] | None = None,
         fitter: Fitter = fit_here,
+        persist: bool = True,
     ) -> None:
         self.store = store
         self.source = source
@@ -204,6 +215,10 @@ class Refitter:
         self._dirty = False
         self._saved_at = time.monotonic()
         self.save_every = 300.0
+        self.persist = persist  # False: refitted models stay in memory (the source is a fallback)
+        self._closed = False
+        self._said_memory = False
+        self._unwritten = False  # a write was queued and has not run yet
 
     def due(self, series: SeriesRef, now: float) -> bool:
         """Return whether a series should be refitted now."""
@@ -215,6 +230,33 @@ class Refitter:
         if self.policy.interval > 0 and now - model.train_end >= self.policy.interval:
             return True
         return now >= model.band.end - self.policy.horizon_margin
+
+    def refit_stale(self, now: float, host_label: str = "host") -> list[str]:
+        """Submit a fit now for every series whose band has already ended; return their ids.
+
+        At start, after downtime or with a model trained months ago: the points would otherwise be
+        scored against a band extrapolated past its end (``stale``) until the first tick's refit lands.
+        """
+        submitted = []
+        for model in self.store.models().values():
+            if model.band.end > now or model.id in self._pending:
+                continue
+            ref = SeriesRef.from_labels(model.labels, host_label)
+            if ref.id != model.id:  # a model the source cannot name: the loop's own schedule handles it
+                continue
+            ended = datetime.fromtimestamp(model.band.end, UTC)
+            days = (now - model.band.end) / DAY
+            logger.info(
+                f"refitting {model.id}: its band ended {ended:%Y-%m-%d}, {days:.0f} days ago "
+                f"(fitting the source's last {self.policy.history / DAY:g} days)"
+            )
+            self._pending[ref.id] = self.executor.submit(self._fit, ref, now)
+            submitted.append(ref.id)
+        return submitted
+
+    def busy(self) -> bool:
+        """Return whether a fit is still running."""
+        return any(not future.done() for future in self._pending.values())
 
     def schedule(self, series: Iterable[SeriesRef], now: float) -> int:
         """Submit a fit for every due series; return how many were submitted."""
@@ -246,6 +288,12 @@ class Refitter:
                 continue
             self.store.put(model)
             installed += 1
+        if installed and not self.persist and not self._said_memory:
+            self._said_memory = True
+            logger.warning(
+                f"refitted models stay in memory, {self.artifact_path or 'the artifact'} is left as it "
+                "is: the source is the simulator fallback, not the series' real history"
+            )
         self._dirty = self._dirty or installed > 0
         # Rewriting the artifact (all series) is heavy: once the queue of fits has drained, or at
         # most every save_every seconds while many are running (e.g. a fleet's first fits).
@@ -267,7 +315,9 @@ class Refitter:
     def close(self) -> None:
         """Stop accepting work (a fit still running is abandoned); save models not yet saved."""
         self.executor.shutdown(wait=False, cancel_futures=True)
-        if self._dirty:
+        with self._save_lock:  # a write in progress finishes first: no temporary file is left behind
+            self._closed = True
+        if self._dirty or self._unwritten:
             self._save(now=True)
         close = getattr(self.fitter, "close", None)
         if close is not None:
@@ -319,6 +369,8 @@ class Refitter:
         self._saved_at = time.monotonic()
         if self.artifact_path is None:
             return
+        if not self.persist:
+            return
         base = self.store.artifact
         artifact = ModelArtifact(
             models=self.store.models(),
@@ -326,16 +378,46 @@ class Refitter:
             model_settings=base.model_settings if base else {"model": self.settings.model_dump(mode="json")},
         )
         if now:
-            self._write(artifact)
+            self._write(artifact, force=True)
         else:
+            self._unwritten = True
             self.executor.submit(self._write, artifact)  # serialising many series takes a while
 
-    def _write(self, artifact: ModelArtifact) -> None:
+    def _write(self, artifact: ModelArtifact, *, force: bool = False) -> None:
         assert self.artifact_path is not None
         with self._save_lock:
+            if self._closed and not force:  # queued before close(), which saves the latest models itself
+                return
+            self._unwritten = False
             try:
-                save_artifact(artifact, self.artifact_path)
+                size = save_artifact(artifact, self.artifact_path)
+                self._write_metadata(artifact, size)
             except OSError as exc:
                 logger.error(
                     f"cannot update {self.artifact_path} after refit ({exc.strerror}); models kept in memory"
                 )
+
+    def _write_metadata(self, artifact: ModelArtifact, size: int) -> None:
+        """Keep ``model_metadata.json`` beside the artifact on the version the artifact now holds."""
+        assert self.artifact_path is not None
+        path = self.artifact_path.parent / "model_metadata.json"
+        try:
+            metadata = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            metadata = {}
+        if not isinstance(metadata, dict):
+            metadata = {}
+        metadata.update(
+            model_version=artifact.model_version,
+            created_at=artifact.created_at,
+            artifact=str(self.artifact_path),
+            artifact_bytes=size,
+            config_hash=artifact.config_hash,
+            versions=artifact.versions,
+            refitted={
+                "at": artifact.created_at,
+                "series": sorted(artifact.models),
+                "source": self.source.name,
+            },
+        )
+        atomic_write_json(path, metadata)

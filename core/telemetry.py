@@ -4,7 +4,9 @@ Every metric is registered on an injected registry (a fresh one per daemon, so t
 Write-path counters are read from the forwarders at scrape time, so the hot path pays nothing for them.
 
 ``/healthz`` is 200 while the loop ticks (the last tick is younger than three intervals, or the daemon
-is still starting), else 503. ``/readyz`` is 200 once the first tick has completed.
+is still starting), else 503; also 503 ("degraded: source simulator (Prometheus unreachable)") while
+the daemon runs on a fallback source. ``anomaly_detector_source{source=...}`` is 1 for the source in
+use. ``/readyz`` is 200 once the first tick has completed.
 
 :func:`status_payload` is the schema of ``logs/system_report.json`` (a product file: status, counters,
 models, settings without secrets), written by ``core.sinks.files.SystemReport``.
@@ -103,12 +105,20 @@ class Telemetry:
         self.up = Gauge(f"{PREFIX}_up", "1 while the loop is ticking on time", registry=r)
         self.refits = Counter(f"{PREFIX}_refits", "Model refits", ["result"], registry=r)
         self.info = Gauge(f"{PREFIX}_build_info", "Source and version", ["version", "source"], registry=r)
+        self.source = Gauge(f"{PREFIX}_source", "1 for the source the loop reads", ["source"], registry=r)
+        self.degraded: str | None = None
         for severity in ("LOW", "MEDIUM", "HIGH", "CRITICAL"):
             self.anomalies.labels(severity=severity)
         self._forwarders: dict[str, Callable[[], Mapping[str, float]]] = {}
         self._models: Callable[[], Mapping[str, float]] = dict
         self._lock = threading.Lock()
         r.register(_Pull(self))
+
+    def set_source(self, name: str, degraded: str | None = None) -> None:
+        """Expose the source in use; ``degraded`` (why it is a fallback) makes /healthz answer 503."""
+        for known in sorted({"prometheus", "simulator", name}):
+            self.source.labels(source=known).set(1 if known == name else 0)
+        self.degraded = f"degraded: source {name} ({degraded})" if degraded else None
 
     def add_forwarder(self, name: str, stats: Callable[[], Mapping[str, float]]) -> None:
         """Expose a database forwarder's counters (read at scrape time)."""
@@ -146,7 +156,7 @@ class Telemetry:
         self.errors.labels(kind=kind).inc()
 
     def health(self) -> tuple[bool, dict[str, Any]]:
-        """Return (healthy, details): the loop is alive if it ticked within three intervals."""
+        """Return (healthy, details): the loop ticked within three intervals, on its configured source."""
         now = self.clock()
         grace = max(3 * self.interval, 30.0)
         if self.last_tick is None:
@@ -156,8 +166,11 @@ class Telemetry:
             age = now - self.last_tick
             ok = age < grace
         self.up.set(1 if ok else 0)
+        status = "ok" if ok else "stalled"
+        if self.degraded is not None:
+            ok, status = False, self.degraded if ok else f"stalled, {self.degraded}"
         return ok, {
-            "status": "ok" if ok else "stalled",
+            "status": status,
             "last_tick_age_seconds": age,
             "interval": self.interval,
         }

@@ -274,16 +274,16 @@ def test_no_servers_at_all_runs_on_the_simulator(tmp_path):
         assert (tmp_path / "logs" / name).exists()
 
 
-def test_unreachable_prometheus_falls_back_to_the_simulator_loudly(tmp_path):
+def test_unreachable_prometheus_falls_back_to_the_simulator_loudly_only_if_asked(tmp_path):
     env = env_for(tmp_path, PROMETHEUS_URL=f"http://127.0.0.1:{free_port()}")
+    (tmp_path / "c.yaml").write_text("monitoring:\n  fallback_to_simulator: true\n")
     started = time.monotonic()
-    result = run(monitor_cmd("--duration", "3"), tmp_path, env, timeout=60)
+    result = run(monitor_cmd("--duration", "3", "--config", "c.yaml"), tmp_path, env, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "FALLING BACK TO THE SIMULATOR" in result.stdout
     assert time.monotonic() - started < 30
     assert {r["source"] for r in scored(tmp_path)} == {"simulator"}
-    (tmp_path / "c.yaml").write_text("monitoring:\n  fallback_to_simulator: false\n")
-    result = run(monitor_cmd("--duration", "3", "--config", "c.yaml"), tmp_path, env, timeout=60)
+    result = run(monitor_cmd("--duration", "3"), tmp_path, env, timeout=60)  # the default: no fallback
     assert result.returncode == 4
     assert (
         result.stderr.startswith("error: Prometheus at http://127.0.0.1:") and result.stderr.count("\n") == 1

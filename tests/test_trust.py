@@ -6,11 +6,20 @@ line on stderr, that no traceback escapes, and that a failed command leaves ``ou
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -288,7 +297,10 @@ def test_passwords_in_urls_are_redacted_in_output_logs_and_report(tmp_path):
         "INFLUXDB_URL": "http://writer:pw456@127.0.0.1:1",
         "INFLUXDB_API": "v1",
     }
-    (tmp_path / "c.yaml").write_text("influxdb:\n  timeout_seconds: 0.5\n  max_backoff_seconds: 0.5\n")
+    (tmp_path / "c.yaml").write_text(  # the fallback runs the daemon on, through every output
+        "monitoring:\n  fallback_to_simulator: true\n"
+        "influxdb:\n  timeout_seconds: 0.5\n  max_backoff_seconds: 0.5\n"
+    )
     result = run(
         tmp_path,
         "--config",
@@ -581,3 +593,298 @@ def test_forecast_and_eda_plots_label_their_axes_with_the_metric():
     assert not _overlapping(ax.get_xticklabels())
     fig = eda_figure("e", t, y, xlabel="CPU usage (%)")
     assert all(ax.get_xlabel() and ax.get_ylabel() and ax.get_ylabel() != "value" for ax in fig.axes)
+
+
+def test_evaluate_with_a_missing_model_path_exits_3_like_monitor(workdir):
+    before = snapshot(workdir / "outputs")
+    result = run(
+        workdir,
+        "--config",
+        "c.yaml",
+        "--mode",
+        "evaluate",
+        "--dataset",
+        "good.csv",
+        "--model-path",
+        "no.json",
+    )
+    assert_failed(
+        result, 3, "no.json: model file not found; run 'python main.py --mode train' or fix --model-path"
+    )
+    assert snapshot(workdir / "outputs") == before
+
+
+# Helpers of the daemon cases: a free port, a plain-HTTP server, a monitor as a real process.
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def plain_http() -> Iterator[str]:
+    """The base address of a plain-HTTP server (which answers 404 to everything), as https://."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(8)
+        yield int(s.getsockname()[1])
+
+
+def start_monitor(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(MAIN), "--mode", "monitor", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(env),
+        start_new_session=True,  # its own process group: a signal reaches it and its workers only
+    )
+
+
+def wait_for_line(proc: subprocess.Popen[str], text: str, timeout: float = 120) -> tuple[str, str]:
+    """Read the monitor's stdout until a line holds ``text``; return (that line, all read so far)."""
+    assert proc.stdout is not None
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return line, "".join(seen)
+    raise AssertionError(f"no line with {text!r} in:\n{''.join(seen)}")
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (a loopback test URL)
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+# Case 1: an explicitly configured Prometheus that cannot be reached is an error, or, if a fallback
+# is asked for, a loudly degraded daemon that never trains a real series on simulated data.
+
+UNREACHABLE = (
+    "is unreachable: {} (1 attempt in {} s); check that it is running and that prometheus.url is right"
+)
+
+
+@pytest.mark.parametrize("how", ["refused", "no answer", "https to http"])
+def test_an_unreachable_prometheus_is_exit_4(workdir, how, request):
+    (workdir / "p.yaml").write_text(FAST + "prometheus:\n  timeout_seconds: 0.5\n  retries: 0\n")
+    if how == "refused":
+        url = f"http://127.0.0.1:{free_port()}"
+        line = rf"Prometheus at {url} " + re.escape(UNREACHABLE).replace(r"\{\}", "{}").format(
+            "connection refused", r"[0-9.]+"
+        )
+    elif how == "no answer":
+        url = f"http://127.0.0.1:{request.getfixturevalue('silent_port')}"
+        line = rf"Prometheus at {url} " + re.escape(UNREACHABLE).replace(r"\{\}", "{}").format(
+            "no answer within 0.5 s", r"[0-9.]+"
+        )
+    else:
+        url = request.getfixturevalue("plain_http")
+        line = re.escape(
+            f"Prometheus at {url}: TLS handshake failed: the server speaks plain HTTP? use http://"
+        )
+    before = snapshot(workdir / "outputs"), snapshot(workdir / "logs")
+    result = run(
+        workdir, "--config", "p.yaml", "--mode", "monitor", "--duration", "5", env={"PROMETHEUS_URL": url}
+    )
+    assert result.returncode == 4, result.stderr
+    assert re.fullmatch(f"error: {line}\n", result.stderr), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert (snapshot(workdir / "outputs"), snapshot(workdir / "logs")) == before
+
+
+def test_the_simulator_fallback_is_degraded_visible_and_never_saved(workdir):
+    (workdir / "p.yaml").write_text(
+        FAST + "monitoring:\n  fallback_to_simulator: true\n  interval_seconds: 1\n"
+    )
+    outputs = snapshot(workdir / "outputs")
+    port = free_port()
+    env = {"PROMETHEUS_URL": f"http://127.0.0.1:{free_port()}", "TELEMETRY_PORT": str(port)}
+    proc = start_monitor(workdir, "--config", "p.yaml", "--duration", "30", env=env)
+    try:
+        _, started = wait_for_line(proc, "self-metrics on")
+        status, body = get(f"http://127.0.0.1:{port}/healthz")
+        assert status == 503
+        assert json.loads(body)["status"] == "degraded: source simulator (Prometheus unreachable)"
+        metrics = get(f"http://127.0.0.1:{port}/metrics")[1]
+        assert 'anomaly_detector_source{source="simulator"} 1.0' in metrics
+        assert 'anomaly_detector_source{source="prometheus"} 0.0' in metrics
+        _, seen = wait_for_line(proc, "refitted models stay in memory")  # fitted on simulated data...
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert "FALLING BACK TO THE SIMULATOR" in started and "refitted host=web-01" in seen
+    records = [json.loads(line) for line in (workdir / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert records and {r["source"] for r in records} == {"simulator"}
+    assert snapshot(workdir / "outputs") == outputs  # ...and never written into the artifact
+
+
+def test_a_refit_saved_to_the_artifact_updates_its_metadata(workdir):
+    from core.config import ModelSettings
+    from core.model.artifact import load_artifact
+    from core.model.store import ModelStore
+    from core.records import SeriesRef
+    from core.refit import InlineExecutor, RefitPolicy, Refitter
+    from core.sources.simulator import SimulatorSource
+
+    path = workdir / "outputs" / "cpu_anomaly_model.json"
+    old = load_artifact(path)
+    source = SimulatorSource(1, interval=300.0)
+    refitter = Refitter(
+        ModelStore(old),
+        source,
+        ModelSettings(kind="profile"),
+        RefitPolicy(interval=3600.0, history=7 * 86400.0, min_rows=100),
+        executor=InlineExecutor(),
+        artifact_path=path,
+    )
+    ref = SeriesRef.from_labels({"host": "web-01"}, "host")
+    assert refitter.schedule([ref], time.time()) == 1
+    refitter.close()
+    new = load_artifact(path)
+    metadata = json.loads((workdir / "outputs" / "model_metadata.json").read_text())
+    assert "host=web-01" in new.models and new.model_version != old.model_version
+    assert metadata["model_version"] == new.model_version
+    assert metadata["refitted"]["series"] == sorted(new.models) and metadata["series"]  # train's kept
+
+
+def test_without_fallback_the_default_config_says_false():
+    from core.config import MonitoringSettings
+
+    assert MonitoringSettings().fallback_to_simulator is False
+    assert "fallback_to_simulator: false" in (ROOT / "config.yaml").read_text()
+
+
+# Case 7: one monitor per logs directory.
+
+
+def test_a_second_monitor_on_the_same_logs_refuses_naming_the_first(tmp_path):
+    (tmp_path / "c.yaml").write_text("monitoring:\n  interval_seconds: 1\n  refit_interval_hours: 0\n")
+    first = start_monitor(tmp_path, "--config", "c.yaml", "--duration", "60")
+    try:
+        wait_for_line(first, "monitoring every")
+        lock = tmp_path / "logs" / "monitor.lock"
+        assert lock.read_text().strip() == str(first.pid)
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "logs" / "last_seen.json").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)  # the first tick has written every file it writes
+        before = snapshot(tmp_path / "logs")
+        second = run(tmp_path, "--config", "c.yaml", "--mode", "monitor", "--duration", "5")
+        after = snapshot(tmp_path / "logs")
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=60)
+    finally:
+        first.kill()
+    assert_failed(
+        second,
+        5,
+        f"logs is in use by another monitor (PID {first.pid}, logs/monitor.lock); stop it first or give "
+        "this one its own monitoring.logs_dir (LOGS_DIR)",
+    )
+    assert second.stdout == ""  # refused before logging anything
+    assert after.keys() == before.keys()  # no file of its own (the first one's grow meanwhile)
+    records = [json.loads(line) for line in (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()]
+    assert len({(r["series"], r["ts"]) for r in records}) == len(records)  # no duplicate record
+    assert first.returncode == 0
+    assert not lock.exists()  # released and removed at exit: the next monitor starts
+    third = run(tmp_path, "--config", "c.yaml", "--mode", "monitor", "--duration", "1")
+    assert third.returncode == 0, third.stderr
+
+
+# Case 12: slow stops, and https to a plain-HTTP database.
+
+
+def test_a_failing_influxdb_does_not_hold_up_the_stop(tmp_path):
+    (tmp_path / "c.yaml").write_text("monitoring:\n  interval_seconds: 1\n  refit_interval_hours: 0\n")
+    env = {"INFLUXDB_URL": f"http://127.0.0.1:{free_port()}", "INFLUXDB_TOKEN": "t"}
+    started = time.monotonic()
+    result = run(tmp_path, "--config", "c.yaml", "--mode", "monitor", "--duration", "8", env=env)
+    took = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert took < 8 + 10, took  # duration + influxdb.timeout_seconds, start-up included
+    assert "they stay in logs and are sent on the next start" in result.stdout
+    cursor_lag = [line for line in result.stdout.splitlines() if "records not yet in the database" in line]
+    assert cursor_lag
+
+
+def test_https_to_a_plain_http_influxdb_says_so(plain_http):
+    from core.sinks.influx import InfluxV1Writer, InfluxV2Writer
+
+    for writer in (
+        InfluxV2Writer(plain_http, "t", "o", "b", timeout=3),
+        InfluxV1Writer(plain_http, "db", timeout=3),
+    ):
+        with pytest.raises(
+            Exception, match=re.escape("TLS handshake failed: the server speaks plain HTTP? use http://")
+        ):
+            writer.write(["m v=1 1"])
+
+
+# Case 5: Ctrl-C on a monitor that refits.
+
+
+@pytest.mark.parametrize("when", ["during the refit", "after the refit"])
+def test_ctrl_c_on_a_refitting_monitor_is_clean(workdir, when):
+    (workdir / "c.yaml").write_text(FAST + "monitoring:\n  interval_seconds: 1\n")
+    stale = workdir / "outputs" / ".cpu_anomaly_model.json.abc123.tmp"
+    stale.write_text("{")  # left by an earlier, interrupted run
+    os.utime(stale, (time.time() - 60, time.time() - 60))
+    proc = start_monitor(workdir, "--config", "c.yaml", "--duration", "120")
+    try:
+        wait_for_line(proc, "monitoring every" if when == "during the refit" else "refitted host=web-01")
+        time.sleep(0.5 if when == "during the refit" else 1.5)
+        os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole process group
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert (proc.returncode, err) == (0, ""), err
+    assert "Traceback" not in out and "KeyboardInterrupt" not in out
+    assert "SIGINT: finishing the tick, flushing, stopping" in out
+    assert not list((workdir / "outputs").glob(".*.tmp"))
+    json.loads((workdir / "outputs" / "cpu_anomaly_model.json").read_text())  # whole, never torn
+
+
+# Case 8: the quick start's monitor step shows the daemon doing its job.
+
+
+def test_the_quick_start_monitor_refits_the_ended_bands_and_scores_fresh(tmp_path):
+    for name in ("dataset.csv", "dataset_labels.json", "config.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    assert run(tmp_path, "--mode", "train", "--no-plots").returncode == 0
+    started = time.monotonic()
+    result = run(tmp_path, "--mode", "monitor", "--duration", "30")  # as the README's quick start
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert time.monotonic() - started < 45
+    said = re.search(
+        r"refitting host=web-01: its band ended (\d{4}-\d\d-\d\d), (\d+) days ago", result.stdout
+    )
+    assert said, result.stdout
+    assert int(said[2]) > 30  # the sample is from 2025: months ago
+    assert "refitted host=web-01" in result.stdout
+    lines = (tmp_path / "logs" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line) for line in lines]
+    assert records and all(r["series"] == "host=web-01" for r in records)
+    assert not any(r["stale"] for r in records), records  # every point against the refitted band
+    assert all("borrowed" not in r["model"] for r in records)

@@ -46,11 +46,12 @@ class WritePath:
         self.files.write(records)
 
     def flush(self, timeout: float) -> bool:
-        """Wait (up to ``timeout`` in all) until the forwarders have sent everything."""
+        """Wait (up to ``timeout`` in all) until the forwarders have sent everything (the loop's last
+        call: a forwarder whose database fails again meanwhile gives up at once, its records spooled)."""
         deadline = time.monotonic() + timeout
         ok = True
         for fwd in self.forwarders:
-            ok = fwd.flush(max(0.0, deadline - time.monotonic())) and ok
+            ok = fwd.flush(max(0.0, deadline - time.monotonic()), until_failure=True) and ok
         return ok
 
     def close(self) -> None:

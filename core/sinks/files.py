@@ -8,6 +8,7 @@ deliver them even across a ``kill -9``. With InfluxDB disabled these files are t
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -18,13 +19,65 @@ from typing import Any
 
 from loguru import logger
 
+from core.errors import SinkError
 from core.fsutil import atomic_write_json
 from core.records import ScoredRecord
 from core.sinks.wal import MetricsLog
 
-__all__ = ["LocalFiles", "SystemReport", "restore_last_seen"]
+__all__ = ["LocalFiles", "LogsLock", "SystemReport", "restore_last_seen"]
 
 TAIL_BYTES = 8 * 1024 * 1024
+
+
+class LogsLock:
+    """``logs/monitor.lock``: one monitor per logs directory, held (``flock``) for the daemon's life.
+
+    The file holds the holder's PID. A second monitor raises :class:`SinkError` (exit 5) naming it,
+    before it writes anything; the kernel releases the lock when the holder exits, even on ``kill -9``.
+    ``close`` removes the file (still holding the lock); a monitor that locked a file removed meanwhile
+    sees another inode at the path and tries again, so two monitors never hold two files.
+    """
+
+    NAME = "monitor.lock"
+
+    def __init__(self, directory: str | Path) -> None:
+        self.path = Path(directory) / self.NAME
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = self._lock()
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # its holder removed it as we locked it: lock the file now at the path
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd: int | None = fd
+
+    def _lock(self) -> int:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise SinkError(
+                f"{self.path.parent} is in use by another monitor (PID {holder}, {self.path}); stop it "
+                "first or give this one its own monitoring.logs_dir (LOGS_DIR)"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def close(self) -> None:
+        """Remove the file and release the lock."""
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
 
 
 class LocalFiles:

@@ -170,10 +170,15 @@ class Forwarder:
         """Wake the thread: records were appended."""
         self._wake.set()
 
-    def flush(self, timeout: float) -> bool:
-        """Wait until everything logged so far was acknowledged; return False on timeout."""
+    def flush(self, timeout: float, *, until_failure: bool = False) -> bool:
+        """Wait until everything logged so far was acknowledged; return False on timeout.
+
+        ``until_failure`` (at shutdown): also give up, at once, when a write fails meanwhile; the
+        database is down, waiting out the timeout would only delay the stop (the spool keeps the rest).
+        """
         deadline = time.monotonic() + timeout
         with self._progress:
+            failures = self.failures
             self._flushing += 1
         try:
             self._interrupt.set()
@@ -182,6 +187,8 @@ class Forwarder:
                 while not self._drained():
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not self._thread.is_alive():
+                        return False
+                    if until_failure and self.failures > failures:
                         return False
                     self._progress.wait(min(remaining, 0.1))
                 return True
@@ -195,7 +202,8 @@ class Forwarder:
             return self._drained()
         self._closed = True
         deadline = time.monotonic() + timeout
-        flushed = self.flush(timeout) if self._thread.is_alive() else self._drained()
+        alive = self._thread.is_alive()
+        flushed = self.flush(timeout, until_failure=True) if alive else self._drained()
         self._stop.set()
         self._interrupt.set()
         self._wake.set()

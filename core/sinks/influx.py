@@ -24,11 +24,13 @@ from loguru import logger
 
 from core.config import InfluxSettings
 from core.errors import (
+    PLAIN_HTTP,
     RetryableWriteError,
     SinkError,
     WriteAuthError,
     WriteError,
     WriteRejectedError,
+    speaks_plain_http,
 )
 from core.protocols import Writer
 from core.sinks.forwarder import DEFAULT_FORWARDER_NAME, Forwarder, ForwarderEvent
@@ -63,6 +65,11 @@ def _retry_after(value: Any) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except (TypeError, ValueError):
         return None  # an HTTP date; the backoff schedule covers it
+
+
+def _plain_http(what: str) -> RetryableWriteError:
+    """https:// to a plain-HTTP server: kept and retried slowly (an operator must fix the URL)."""
+    return RetryableWriteError(f"{what}: {PLAIN_HTTP}", long_backoff=True)
 
 
 def _short(text: Any) -> str:
@@ -111,6 +118,8 @@ class InfluxV2Writer:
             )
         except ApiException as exc:
             status = int(exc.status or 0)
+            if status == 0 and speaks_plain_http(exc):
+                raise _plain_http(self.description) from exc
             detail = _short(getattr(exc, "message", None) or exc.body or exc.reason or "")
             error = classify_status(status, self.description, detail, _retry_after(exc.retry_after))
             if isinstance(error, WriteAuthError):
@@ -122,6 +131,8 @@ class InfluxV2Writer:
                 )
             raise error from exc
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if speaks_plain_http(exc):
+                raise _plain_http(self.description) from exc
             raise RetryableWriteError(f"{self.description}: {_short(exc)}") from exc
 
     def close(self) -> None:
@@ -179,6 +190,8 @@ class InfluxV1Writer:
         try:
             return self._session.post(self.url + path, auth=self._auth, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
+            if speaks_plain_http(exc):
+                raise _plain_http(self.description) from exc
             raise RetryableWriteError(f"{self.description}: {_short(exc)}") from exc
 
     def _error(self, response: requests.Response, doing: str = "") -> WriteError:

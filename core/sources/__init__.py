@@ -42,7 +42,8 @@ def open_source(settings: Settings) -> Source:
 
     ``monitoring.source``: ``simulator`` (or ``auto`` without a URL) is the simulator; ``prometheus``
     without a URL is a ConfigError; unreachable at start falls back to the simulator when
-    ``monitoring.fallback_to_simulator``, else raises SourceUnavailable (exit 4).
+    ``monitoring.fallback_to_simulator`` (explicitly set; the simulator's ``fallback_for`` then says
+    why, and the daemon reports itself degraded), else raises SourceUnavailable (exit 4).
     """
     m, p, sim = settings.monitoring, settings.prometheus, settings.simulator
     simulator = open_simulator(settings)
@@ -66,6 +67,7 @@ def open_source(settings: Settings) -> Source:
             f"PROMETHEUS IS UNREACHABLE ({exc}). FALLING BACK TO THE SIMULATOR: the values scored "
             f"from now on are SIMULATED, not real (monitoring.fallback_to_simulator: false fails instead)"
         )
+        simulator.fallback_for = "Prometheus unreachable"
         return simulator
     logger.info(f"source: Prometheus at {source.url}, query {p.query!r} ({now_series} series now)")
     return source

@@ -25,7 +25,7 @@ import requests
 from loguru import logger
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from core.errors import ConfigError, SourceError, SourceUnavailable
+from core.errors import PLAIN_HTTP, ConfigError, SourceError, SourceUnavailable, speaks_plain_http
 
 __all__ = ["PrometheusHTTP", "read_token", "redact", "snippet"]
 
@@ -133,6 +133,8 @@ class PrometheusHTTP:
                 verify=self._verify,
             )
         except requests.exceptions.SSLError as exc:
+            if speaks_plain_http(exc):  # not transient: the URL's scheme is wrong
+                raise SourceError(f"Prometheus at {self.url}: {PLAIN_HTTP}") from exc
             if _find(exc, ssl.SSLCertVerificationError) is None:
                 raise _Transient(f"TLS error ({_innermost(exc)})") from exc
             raise SourceError(

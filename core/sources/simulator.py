@@ -116,6 +116,7 @@ class SimulatorSource:
     """A metrics source that simulates ``n`` hosts; points are on the interval grid, pure in time."""
 
     name = "simulator"
+    fallback_for: str | None = None  # why the daemon runs on it instead of the configured source, if so
 
     def __init__(
         self,
