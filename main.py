@@ -96,12 +96,7 @@ _FLAGS = {
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "prometheus.url": args.prometheus_url,
-        "monitoring.interval_seconds": args.monitoring_interval,
-        "logging.level": args.log_level,
-        "scoring.threshold_multiplier": args.threshold_multiplier,
-    }
+    return {key: getattr(args, flag[2:].replace("-", "_")) for key, flag in _FLAGS.items()}
 
 
 def _setup_logging(level: str, logs_dir: Path, settings: Settings) -> None:
@@ -140,12 +135,9 @@ def _setup_logging(level: str, logs_dir: Path, settings: Settings) -> None:
             f"cannot write {logs_dir / 'application.log'} ({exc.strerror}); logging to the terminal only"
         )
 
-    def _warn(
-        message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
-    ) -> None:
-        logger.debug(f"{category.__name__}: {message} ({filename}:{lineno})")
-
-    warnings.showwarning = _warn
+    warnings.showwarning = lambda message, category, filename, lineno, *_: logger.debug(
+        f"{category.__name__}: {message} ({filename}:{lineno})"
+    )
 
 
 def run(argv: list[str] | None = None) -> int:
@@ -267,27 +259,14 @@ def _evaluate(
         from tqdm import tqdm
 
         from core.evaluation import run_nab
+        from core.evaluation.nab.run import summary_line
 
-        summary = run_nab(
-            settings,
-            args.nab_dir,
-            output_dir,
-            progress=lambda total: tqdm(total=total, unit="file", file=sys.stdout, desc="NAB"),
-            quiet=True,
-        )
-        print(
-            f"NAB {summary['rows']} rows in {summary['seconds']:.0f} s: standard {summary['standard']:.1f}, "
-            f"reward_low_FP_rate {summary['reward_low_FP_rate']:.1f}, reward_low_FN_rate "
-            f"{summary['reward_low_FN_rate']:.1f}; {output_dir / 'nab_scores.json'}"
-        )
+        bar = lambda total: tqdm(total=total, unit="file", file=sys.stdout, desc="NAB")  # noqa: E731
+        summary = run_nab(settings, args.nab_dir, output_dir, progress=bar, quiet=True)
+        print(summary_line(summary, output_dir / "nab_scores.json"))
         return 0
-    if args.model_path and not model_path.is_file():  # as monitor does: an explicit model must exist
-        from core.errors import ModelError
-
-        raise ModelError(
-            f"{model_path}: model file not found; run 'python main.py --mode train' or fix --model-path"
-        )
     from core.evaluation import evaluate
+    from core.evaluation.holdout import summary_line as evaluated
 
     metrics = evaluate(
         settings,
@@ -296,14 +275,9 @@ def _evaluate(
         output_dir=output_dir,
         labels=args.labels,
         plots=not args.no_plots,
+        explicit_model=bool(args.model_path),
     )
-    p, e = metrics["point"], metrics["event"]
-    print(
-        f"evaluated {metrics['points']} holdout points in {metrics['seconds']:.1f} s: point P/R/F1 "
-        f"{p['precision']:.1%}/{p['recall']:.1%}/{p['f1']:.1%}, event P/R/F1 "
-        f"{e['precision']:.1%}/{e['recall']:.1%}/{e['f1']:.1%}, coverage {metrics['coverage_normal']:.1%}; "
-        f"report in {output_dir / 'evaluation_report.txt'}"
-    )
+    print(evaluated(metrics, output_dir / "evaluation_report.txt"))
     return 0
 
 

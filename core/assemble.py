@@ -169,7 +169,7 @@ def _refitter(
         clip=clip_range(live_unit(source.name, units, settings), settings),
         clock=clock,
         executor=InlineExecutor() if replaying else None,
-        fitter=fit_here if replaying else ProcessFitter(),
+        fitter=fit_here if replaying else ProcessFitter().start(),
         persist=getattr(source, "fallback_for", None) is None,
     )
 

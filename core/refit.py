@@ -112,6 +112,27 @@ class ProcessFitter:
         self._pool: Any = None
         self._lock = threading.Lock()
 
+    def start(self) -> ProcessFitter:
+        """Start the forkserver now, from the main thread, with Ctrl-C ignored from its first instant.
+
+        A forkserver's children restore the signal handlers the server started with, and a worker being
+        forked cannot set its own before it has imported the fit code: Ctrl-C reaching the process
+        group then would print a traceback from the half-started worker. Started with SIGINT ignored
+        (kept across exec), the server and every worker ignore it from the start.
+        """
+        import multiprocessing
+        import signal
+        from multiprocessing import forkserver
+
+        multiprocessing.get_context("forkserver").set_forkserver_preload(["core.refit", "core._preload"])
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            try:
+                forkserver.ensure_running()
+            finally:
+                signal.signal(signal.SIGINT, previous)
+        return self
+
     def __call__(
         self, settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None
     ) -> FittedModel:

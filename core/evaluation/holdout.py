@@ -20,7 +20,7 @@ from loguru import logger
 from core.assemble import replay
 from core.config import Settings
 from core.data import load_dataset, split_series
-from core.errors import DataError
+from core.errors import DataError, ModelError
 from core.evaluation import report
 from core.evaluation.inject import inject_anomalies
 from core.evaluation.labels import ALL_SERIES, load_windows
@@ -33,7 +33,7 @@ from core.refit import RefitPolicy
 from core.sources.replay import ReplaySeries
 from core.timegrid import to_epoch
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "summary_line"]
 
 
 def _windows_to_events(
@@ -57,8 +57,17 @@ def evaluate(
     output_dir: str | Path,
     labels: str | Path | None = None,
     plots: bool = True,
+    explicit_model: bool = False,
 ) -> dict[str, Any]:
-    """Run the causal replay evaluation on ``dataset`` and write the report, plots and metrics."""
+    """Run the causal replay evaluation on ``dataset`` and write the report, plots and metrics.
+
+    A missing ``model_path`` that was given explicitly is an error (as in monitor mode); the default
+    one missing means: fit a model on the training rows.
+    """
+    if explicit_model and not Path(model_path).is_file():
+        raise ModelError(
+            f"{model_path}: model file not found; run 'python main.py --mode train' or fix --model-path"
+        )
     started = time.perf_counter()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -176,3 +185,14 @@ def _usable_model(artifact: ModelArtifact | None, sid: str, holdout_start: float
         logger.warning(f"series {sid}: the saved model was trained on holdout rows; refitting without them")
         return None
     return model
+
+
+def summary_line(metrics: dict[str, Any], report: Path) -> str:
+    """Return the one line the CLI prints after an evaluation."""
+    p, e = metrics["point"], metrics["event"]
+    return (
+        f"evaluated {metrics['points']} holdout points in {metrics['seconds']:.1f} s: point P/R/F1 "
+        f"{p['precision']:.1%}/{p['recall']:.1%}/{p['f1']:.1%}, event P/R/F1 "
+        f"{e['precision']:.1%}/{e['recall']:.1%}/{e['f1']:.1%}, coverage {metrics['coverage_normal']:.1%}; "
+        f"report in {report}"
+    )

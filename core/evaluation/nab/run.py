@@ -34,7 +34,7 @@ from core.refit import RefitPolicy
 from core.sources.replay import ReplaySeries
 from core.timegrid import to_epoch
 
-__all__ = ["DETECTOR", "epoch_seconds", "nab_score", "replay_file", "run_nab", "score_file"]
+__all__ = ["DETECTOR", "epoch_seconds", "nab_score", "replay_file", "run_nab", "score_file", "summary_line"]
 
 DETECTOR = "prophetband"
 METHOD = (
@@ -173,3 +173,14 @@ def _silenced(name: str) -> Iterator[None]:
         yield
     finally:
         logger.enable(name)
+
+
+def summary_line(summary: dict[str, Any], path: Path) -> str:
+    """Return the one line the CLI prints after a NAB run: the detector, then the baseline."""
+    b = summary["baseline"]
+    return (
+        f"NAB {summary['rows']} rows in {summary['seconds']:.0f} s: standard {summary['standard']:.1f}, "
+        f"reward_low_FP_rate {summary['reward_low_FP_rate']:.1f}, reward_low_FN_rate "
+        f"{summary['reward_low_FN_rate']:.1f} (ten-line baseline {b['standard']:.1f} / "
+        f"{b['reward_low_FP_rate']:.1f} / {b['reward_low_FN_rate']:.1f}); {path}"
+    )
