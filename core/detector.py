@@ -83,10 +83,6 @@ class Detector:
                     cal.update(hist.t, hist.y, yhat, lower, upper)
         return cal
 
-    def calibrated(self) -> dict[str, bool]:
-        """Return, per series seen, whether its band is calibrated from its own residuals yet."""
-        return {sid: cal.calibrated for sid, cal in self._calibrators.items()}
-
     def score_many(self, batches: Sequence[PointBatch]) -> list[ScoredRecord]:
         """Score the batches of one tick: band lookups, the online calibration, one decision pass.
 
