@@ -46,10 +46,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["CHANNELS", "SCORE_CAP", "CalibrationParams", "Calibrated", "SeriesCalibrator", "tail_score"]
+from core.scoring import SCORE_CAP, band_score
 
-SCORE_CAP = 1000.0
+__all__ = ["CHANNELS", "CalibrationParams", "Calibrated", "SeriesCalibrator", "tail_score"]
+
 CHANNELS = ("none", "prior", "point", "shift", "flat")
+_PRIOR, _POINT, _SHIFT, _FLAT = (CHANNELS.index(c) for c in ("prior", "point", "shift", "flat"))
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,6 @@ class Calibrated(NamedTuple):
     """The calibrator's verdict on a run of points of one series (arrays of equal length)."""
 
     score: np.ndarray
-    yhat: np.ndarray  # the expectation the score is measured from (the model's, plus its learned bias)
     lower: np.ndarray
     upper: np.ndarray
     sign: np.ndarray  # +1 above the expectation, -1 below, 0 for the flat channel or no score
@@ -184,7 +185,6 @@ class SeriesCalibrator:
         """
         n = len(y)
         out_s, out_lo, out_up = np.zeros(n), np.array(lower, dtype=float), np.array(upper, dtype=float)
-        out_f = np.array(yhat, dtype=float)
         sign, chan = np.zeros(n, dtype=np.int8), np.zeros(n, dtype=np.int8)
         ts, ys, fs = (np.asarray(a, float).tolist() for a in (t, y, yhat))
         for i, (ti, yi, fi) in enumerate(zip(ts, ys, fs, strict=True)):
@@ -194,15 +194,15 @@ class SeriesCalibrator:
             flat_s = self._flat_score(yi)
             if not math.isfinite(fi):
                 continue
-            s, f, lo, up, sg, ch = self._score(yi, fi, float(out_lo[i]), float(out_up[i]))
+            s, lo, up, sg, ch = self._score(yi, fi, float(out_lo[i]), float(out_up[i]))
             if flat_s > s:
-                s, sg, ch = flat_s, 0, 4
-            out_s[i], out_f[i], out_lo[i], out_up[i], sign[i], chan[i] = s, f, lo, up, sg, ch
-        return Calibrated(out_s, out_f, out_lo, out_up, sign, chan)
+                s, sg, ch = flat_s, 0, _FLAT
+            out_s[i], out_lo[i], out_up[i], sign[i], chan[i] = s, lo, up, sg, ch
+        return Calibrated(out_s, out_lo, out_up, sign, chan)
 
     def _score(
         self, y: float, yhat: float, lower: float, upper: float
-    ) -> tuple[float, float, float, float, int, int]:
+    ) -> tuple[float, float, float, int, int]:
         p = self.p
         r = y - yhat
         self._recent.append(r)
@@ -214,19 +214,17 @@ class SeriesCalibrator:
             u_lo, b_lo = self._resid.lower_scale(p.p0, p.p1, edge)
             lower, upper = yhat - u_lo, yhat + u_hi
             s = tail_score(r, u_hi, b_hi, p.p0) if r >= 0 else tail_score(-r, u_lo, b_lo, p.p0)
-            ch = 2
+            ch = _POINT
             if math.isfinite(mean) and len(self._shift) >= p.min_history:
                 sedge = self._shift_edge if len(self._shift_edge) >= p.min_history else None
                 u, b = self._shift.upper_scale(p.p0, p.p1, sedge)
                 s_shift = tail_score(abs(mean), u, b, p.p0)
                 if s_shift > s:
-                    s, ch, sg = s_shift, 3, (1 if mean >= 0 else -1)
+                    s, ch, sg = s_shift, _SHIFT, (1 if mean >= 0 else -1)
         else:
             # Not enough out-of-sample residuals yet: the model's own band is the edge.
-            half = (upper - yhat) if r >= 0 else (yhat - lower)
-            s = abs(r) / half if half > 0 else (0.0 if r == 0 else SCORE_CAP)
-            s, ch = min(s, SCORE_CAP), 1
-        learn = s <= p.learn_limit or ch == 1  # the trained band alone never locks learning out
+            s, ch = float(band_score(y, yhat, lower, upper)), _PRIOR
+        learn = s <= p.learn_limit or ch == _PRIOR  # the trained band alone never locks learning out
         self._resid.push(r)
         if learn:
             self._resid_edge.push(r)
@@ -234,7 +232,7 @@ class SeriesCalibrator:
             self._shift.push(abs(mean))
             if learn:
                 self._shift_edge.push(abs(mean))
-        return s, yhat, lower, upper, sg, ch
+        return s, lower, upper, sg, ch
 
     def _flat_score(self, y: float) -> float:
         """Rank the spread of the last values against the series' own history; learn the new one."""

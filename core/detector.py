@@ -96,7 +96,7 @@ class Detector:
         for batch in batches:
             yhat, lower, upper, stale, version = self._band(batch)
             cal = self._calibrator(batch).update(batch.t, batch.y, yhat, lower, upper)
-            parts.append((cal.yhat, cal.lower, cal.upper, stale, cal.score, cal.sign.astype(np.float64)))
+            parts.append((yhat, cal.lower, cal.upper, stale, cal.score, cal.sign.astype(np.float64)))
             versions.append(version)
         y = np.concatenate([b.y for b in batches])
         yhat, lower, upper, stale, s, sign = (np.concatenate([p[k] for p in parts]) for k in range(6))

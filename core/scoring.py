@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["SCORE_CAP", "SEVERITIES", "ScoreParams", "Scores", "band_score", "decide", "score"]
 
@@ -76,7 +77,9 @@ class Scores:
         return names[self.severity].tolist()
 
 
-def band_score(y: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+def band_score(
+    y: npt.ArrayLike, yhat: npt.ArrayLike, lower: npt.ArrayLike, upper: npt.ArrayLike
+) -> np.ndarray:
     """Return ``|y - yhat|`` over the band's half-width on the deviation's side (1.0 = band edge)."""
     y = np.asarray(y, dtype=np.float64)
     yhat = np.asarray(yhat, dtype=np.float64)
