@@ -24,13 +24,16 @@ from pydantic import (
     model_validator,
 )
 
-from core.config_io import describe, dig, read_secret_file, read_yaml, set_dotted, short
+from core.config_io import describe, dig, interpolate, read_secret_file, read_yaml, set_dotted, short
 from core.errors import ConfigError
 from core.redact import redact_url
 from core.scoring import ScoreParams
 
 __all__ = [
     "ENV_VARS",
+    "SEVERITIES",
+    "AlertRuleSettings",
+    "AlertSettings",
     "DataSettings",
     "EvaluationSettings",
     "InfluxSettings",
@@ -255,6 +258,17 @@ class SimulatorSettings(_Section):
     seed: int = 42
     noise: float = Field(2.0, ge=0)
     anomaly_rate: float = Field(0.002, ge=0, le=1)
+    inject: tuple[InjectSettings, ...] = ()
+
+
+class InjectSettings(_Section):
+    """An incident the simulator injects at a time relative to the daemon's start."""
+
+    kind: Literal["spike", "dip", "level_shift", "drift", "flatline", "dropout"] = "spike"
+    start_after_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+    magnitude: float = 40.0
+    host: str | None = None  # None = every simulated host
 
 
 class TelemetrySettings(_Section):
@@ -294,6 +308,124 @@ class EvaluationSettings(_Section):
     threshold_grid: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 
 
+SEVERITIES = ("LOW", "MEDIUM", "HIGH", "CRITICAL")
+
+
+class LimitSettings(_Section):
+    """Static SLA limits of a threshold rule: warning and critical levels."""
+
+    warning: float | None = None
+    critical: float | None = None
+
+
+class AlertRuleSettings(_Section):
+    """One alert rule: what it watches (``match``), when it fires, how it is worded."""
+
+    name: str = Field(min_length=1)
+    kind: Literal[
+        "severity", "sustained", "rate", "no_data", "threshold", "source_unreachable", "detector_unhealthy"
+    ] = "severity"
+    match: dict[str, str] = Field(default_factory=dict)  # label -> glob; "series" matches the id
+    min_severity: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"] = "LOW"
+    severity: Literal["info", "warning", "critical"] = "warning"  # of no_data / source / health rules
+    count: int = Field(3, ge=1)  # sustained: this many anomalous points ...
+    of_last: int | None = Field(None, ge=1)  # ... in a row, or among the last ``of_last``
+    window_seconds: float = Field(3600.0, gt=0)  # rate: the window
+    min_fraction: float = Field(0.1, gt=0, le=1)  # rate: fire when more than this share is anomalous
+    min_points: int = Field(10, ge=1)  # rate: not before this many points in the window
+    after_seconds: float = Field(300.0, gt=0)  # no_data: silence this long
+    above: LimitSettings | None = None  # threshold: value above these levels
+    below: LimitSettings | None = None  # threshold: value below these levels
+    with_band: bool = False  # threshold: only while the point is also an anomaly
+    after_ticks: int = Field(3, ge=1)  # source_unreachable / detector_unhealthy: failing ticks in a row
+    max_backlog_records: int = Field(100000, ge=1)  # detector_unhealthy: spool backlog limit
+    cooldown_seconds: float | None = Field(None, ge=0)  # None = alerts.cooldown_seconds
+    resolve_after: int | None = Field(None, ge=1)  # None = alerts.resolve_after
+    runbook_url: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> AlertRuleSettings:
+        if self.of_last is not None and self.of_last < self.count:
+            raise ValueError(f"of_last ({self.of_last}) must be at least count ({self.count})")
+        if self.kind == "threshold" and self.above is None and self.below is None:
+            raise ValueError(f"threshold rule {self.name!r} needs 'above' or 'below' limits")
+        return self
+
+
+class WebhookSettings(_Section):
+    """JSON POST of every notification; ``slack: true`` sends Slack's ``{"text": ...}`` payload."""
+
+    url: str | None = None
+    slack: bool = False
+    token_file: str | None = None
+    timeout_seconds: float = Field(5.0, gt=0)
+    token: SecretStr | None = Field(None, exclude=True)
+
+
+class EmailSettings(_Section):
+    """Mail over SMTP (STARTTLS when ``starttls``); the password from ALERT_SMTP_PASSWORD or a file."""
+
+    host: str | None = None
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    username: str | None = None
+    password_file: str | None = None
+    sender: str = "anomaly-detector@localhost"
+    to: tuple[str, ...] = ()
+    timeout_seconds: float = Field(10.0, gt=0)
+    password: SecretStr | None = Field(None, exclude=True)
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port_text(cls, value: Any) -> Any:
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+
+
+class AlertmanagerSettings(_Section):
+    """Prometheus Alertmanager v2: alerts POSTed to ``<url>/api/v2/alerts``, re-sent while firing."""
+
+    url: str | None = None
+    resend_seconds: float = Field(60.0, gt=0)
+    timeout_seconds: float = Field(5.0, gt=0)
+
+
+class ChannelSettings(_Section):
+    """Where notifications go; each channel is optional."""
+
+    log: bool = True
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    email: EmailSettings = Field(default_factory=EmailSettings)
+    alertmanager: AlertmanagerSettings = Field(default_factory=AlertmanagerSettings)
+
+
+class AlertSettings(_Section):
+    """Alert rules, their lifecycle (cooldown, hysteresis, grouping) and the delivery channels."""
+
+    enabled: bool = True
+    rules: tuple[AlertRuleSettings, ...] = ()
+    cooldown_seconds: float = Field(300.0, ge=0)
+    resolve_after: int = Field(3, ge=1)
+    group_by: tuple[str, ...] = ("host",)
+    group_window_seconds: float = Field(0.0, ge=0)
+    dashboard_url: str | None = "http://localhost:3000/d/cpu-anomaly-detection"
+    false_alarms_per_day: dict[str, float] = Field(
+        default_factory=lambda: {"LOW": 1.10, "MEDIUM": 0.19, "HIGH": 0.07, "CRITICAL": 0.03}
+    )
+    max_attempts: int = Field(1000, ge=1)
+    max_backoff_seconds: float = Field(60.0, gt=0)
+    max_age_hours: float = Field(24.0, gt=0)
+    flush_timeout_seconds: float = Field(10.0, ge=0)
+    channels: ChannelSettings = Field(default_factory=ChannelSettings)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> AlertSettings:
+        names = [r.name for r in self.rules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"rule names must be unique; repeated: {', '.join(twice)}")
+        return self
+
+
 class Settings(_Section):
     """Every tunable of the daemon, validated and frozen."""
 
@@ -308,6 +440,7 @@ class Settings(_Section):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     def model_hash(self) -> str:
         """Return a short, stable hash of everything that changes what a trained model is."""
@@ -323,6 +456,9 @@ class Settings(_Section):
         data = self.model_dump(mode="json")
         for section in ("prometheus", "influxdb"):
             data[section]["url"] = redact_url(data[section]["url"])
+        channels = data["alerts"]["channels"]
+        for channel in ("webhook", "alertmanager"):
+            channels[channel]["url"] = redact_url(channels[channel]["url"])
         return data
 
 
@@ -345,13 +481,33 @@ ENV_VARS: dict[str, str] = {
     "TELEMETRY_PORT": "telemetry.port",
     "TELEMETRY_HOST": "telemetry.host",
 }
-SECRET_ENV = {"INFLUXDB_TOKEN": "influxdb.token", "INFLUXDB_PASSWORD": "influxdb.password"}
+SECRET_ENV = {
+    "INFLUXDB_TOKEN": "influxdb.token",
+    "INFLUXDB_PASSWORD": "influxdb.password",
+    "ALERT_WEBHOOK_TOKEN": "alerts.channels.webhook.token",
+    "ALERT_SMTP_PASSWORD": "alerts.channels.email.password",
+}
 # Secret keys refused in the file -> where the secret goes instead (keys and variables that exist).
 _SECRET_KEYS = {
     ("influxdb", "token"): "set INFLUXDB_TOKEN in the environment or name a file holding it in "
     "influxdb.token_file",
     ("influxdb", "password"): "set INFLUXDB_PASSWORD in the environment",
     ("prometheus", "bearer_token"): "name a file holding it in prometheus.bearer_token_file",
+}
+# Secrets of the alert channels: (path in the file, fix, env variable, the *_file key beside it).
+_ALERT_SECRETS = {
+    ("alerts", "channels", "webhook", "token"): (
+        "set ALERT_WEBHOOK_TOKEN in the environment or name a file holding it in "
+        "alerts.channels.webhook.token_file",
+        "ALERT_WEBHOOK_TOKEN",
+        "token_file",
+    ),
+    ("alerts", "channels", "email", "password"): (
+        "set ALERT_SMTP_PASSWORD in the environment or name a file holding it in "
+        "alerts.channels.email.password_file",
+        "ALERT_SMTP_PASSWORD",
+        "password_file",
+    ),
 }
 
 
@@ -379,6 +535,9 @@ def load_settings(
         elif required:
             raise ConfigError(f"{file}: config file not found; pass an existing file with --config")
     _reject_secrets(data, source)
+    if isinstance(data.get("alerts"), dict):
+        data["alerts"] = interpolate(data["alerts"], env, f"{source}: alerts")
+    _alert_secrets(data, env)
     origins: dict[str, str] = {}
     for var, dotted in ENV_VARS.items():
         if env.get(var, "") != "":
@@ -433,3 +592,21 @@ def _reject_secrets(data: Mapping[str, Any], source: str) -> None:
         part = data.get(section)
         if isinstance(part, Mapping) and key in part:
             raise ConfigError(f"{source}: {section}.{key}: secrets are not read from the config file; {fix}")
+    for path, (fix, _var, _file_key) in _ALERT_SECRETS.items():
+        node: Any = data
+        for part_name in path[:-1]:
+            node = node.get(part_name) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping) and path[-1] in node:
+            raise ConfigError(f"{source}: {'.'.join(path)}: secrets are not read from the config file; {fix}")
+
+
+def _alert_secrets(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Put the alert channels' secrets in from the environment, else from the file their key names."""
+    for path, (_fix, var, file_key) in _ALERT_SECRETS.items():
+        dotted = ".".join(path)
+        file_name = dig(data, ".".join((*path[:-1], file_key)))
+        secret = env.get(var) or (
+            read_secret_file(file_name, ".".join((*path[:-1], file_key))) if file_name else None
+        )
+        if secret:
+            set_dotted(data, dotted, secret)

@@ -7,6 +7,7 @@ the ``model`` it is given.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,32 @@ from pydantic import BaseModel, ValidationError
 from core.errors import ConfigError
 from core.redact import redact_text
 
-__all__ = ["describe", "dig", "read_secret_file", "read_yaml", "set_dotted", "short"]
+__all__ = ["describe", "dig", "interpolate", "read_secret_file", "read_yaml", "set_dotted", "short"]
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(node: Any, env: Mapping[str, str], where: str) -> Any:
+    """Replace ``${VAR}`` (or ``${VAR:-default}``) in every string under ``node`` from ``env``.
+
+    An unset variable without a default is a ConfigError naming it and the key it is used in.
+    """
+    if isinstance(node, dict):
+        return {k: interpolate(v, env, f"{where}.{k}") for k, v in node.items()}
+    if isinstance(node, list):
+        return [interpolate(v, env, f"{where}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def value(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if env.get(name, "") != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {name} is not set; export {name}=... or remove it")
+
+    return _VAR.sub(value, node)
 
 
 def read_yaml(file: Path) -> dict[str, Any]:

@@ -8,12 +8,14 @@
     ├── SourceError                     a metrics source cannot be read                    -> exit 4
     │   └── SourceUnavailable           the source cannot be reached at all                -> exit 4
     └── SinkError                       a results store rejected or could not take a write -> exit 5
-        └── WriteError                  one write request failed (``status``: HTTP status or None)
-            ├── RetryableWriteError     connection refused/reset, timeout, 5xx, 429, unknown 4xx:
-            │   │                       the forwarder keeps the batch and retries with backoff
-            │   └── WriteAuthError      401/403: retried at the longest backoff, one clear log line
-            └── WriteRejectedError      400/413/422, the data itself is refused: the batch is set
-                                        aside (``<name>.rejected.jsonl``) and the cursor moves on
+        ├── WriteError                  one write request failed (``status``: HTTP status or None)
+        │   ├── RetryableWriteError     connection refused/reset, timeout, 5xx, 429, unknown 4xx:
+        │   │   │                       the forwarder keeps the batch and retries with backoff
+        │   │   └── WriteAuthError      401/403: retried at the longest backoff, one clear log line
+        │   └── WriteRejectedError      400/413/422, the data itself is refused: the batch is set
+        │                               aside (``<name>.rejected.jsonl``) and the cursor moves on
+        └── DeliveryError               an alert channel did not take a notification: the outbox
+                                        keeps it and retries with backoff (``permanent``: drop it)
 
 Anything else that escapes is a bug: exit 1, the traceback goes to the log file, not to the terminal.
 ``KeyboardInterrupt`` before a clean stop is 130. :data:`EXIT_CODES` is the table of every code (the
@@ -32,6 +34,7 @@ __all__ = [
     "AnomalyDetectorError",
     "ConfigError",
     "DataError",
+    "DeliveryError",
     "FitError",
     "ModelError",
     "RetryableWriteError",
@@ -141,6 +144,14 @@ class WriteAuthError(RetryableWriteError):
 
 class WriteRejectedError(WriteError):
     """The database refused the data itself (400): retrying the same batch cannot succeed."""
+
+
+class DeliveryError(SinkError):
+    """An alert channel did not take a notification; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 def exit_code_for(exc: BaseException) -> int:
