@@ -29,6 +29,7 @@ import numpy as np
 from loguru import logger
 
 from core import __version__
+from core.alerts import Alerting, open_alerting
 from core.calibration import CalibrationParams, SeriesCalibrator
 from core.clock import SimClock
 from core.data import load_dataset
@@ -291,6 +292,9 @@ def _run_daemon(
     )  # fmt: skip
     report = _status_file(settings, monitor, refitter, path, telemetry)
     monitor.observers.append(report)
+    alerting = _alerting(settings, store, telemetry)
+    if alerting is not None:
+        monitor.observers.append(alerting)
     if on_start is not None:
         on_start()
     if settings.monitoring.source != "replay":
@@ -300,9 +304,29 @@ def _run_daemon(
     try:
         return monitor.run(duration=run_for)
     finally:
+        if alerting is not None:
+            alerting.close(clock())
         report.write(status="stopped")
         if server is not None:
             server.close()
+
+
+def _alerting(settings: Settings, store: ModelStore, telemetry: Telemetry) -> Alerting | None:
+    """Return the alerting observer (outbox thread started), wired to model ages and spool backlog."""
+
+    def model_age(series: str, now: float) -> float | None:
+        mod = store.models().get(series)
+        return None if mod is None else max(0.0, now - mod.train_end)
+
+    def backlog() -> float:
+        return float(sum(s.get("lag_records", 0) for s in telemetry.forwarder_stats().values()))
+
+    alerting = open_alerting(
+        settings.alerts, settings.monitoring.logs_dir, model_age=model_age, backlog=backlog
+    )
+    if alerting is not None:
+        telemetry.watch_alerts(alerting.outbox.stats)
+    return alerting
 
 
 def replay(

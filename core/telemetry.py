@@ -70,6 +70,21 @@ class _Pull(Collector):
         for sid, trained_until in self.t.model_ends().items():
             age.add_metric([sid], max(0.0, now - trained_until))
         yield from (writes, points, retries, dropped, depth, age)
+        outbox = self.t.alert_stats()
+        if outbox:
+            delivered = CounterMetricFamily(
+                f"{PREFIX}_alert_notifications",
+                "Alert deliveries by channel and result (sent, failed attempts, dropped)",
+                labels=["channel", "result"],
+            )
+            pending = GaugeMetricFamily(
+                f"{PREFIX}_alert_outbox_pending", "Alert deliveries waiting in the outbox", labels=["channel"]
+            )
+            for channel, counts in outbox.items():
+                for result in ("sent", "failed", "dropped"):
+                    delivered.add_metric([channel, result], counts.get(result, 0))
+                pending.add_metric([channel], counts.get("pending", 0))
+            yield from (delivered, pending)
 
 
 class Telemetry:
@@ -111,6 +126,7 @@ class Telemetry:
             self.anomalies.labels(severity=severity)
         self._forwarders: dict[str, Callable[[], Mapping[str, float]]] = {}
         self._models: Callable[[], Mapping[str, float]] = dict
+        self._alerts: Callable[[], Mapping[str, Mapping[str, int]]] = dict
         self._lock = threading.Lock()
         r.register(_Pull(self))
 
@@ -127,6 +143,14 @@ class Telemetry:
     def watch_models(self, model_ends: Callable[[], Mapping[str, float]]) -> None:
         """Expose model age per series from a callable giving series -> end of training data."""
         self._models = model_ends
+
+    def watch_alerts(self, stats: Callable[[], Mapping[str, Mapping[str, int]]]) -> None:
+        """Expose the alert outbox's counters per channel (read at scrape time)."""
+        self._alerts = stats
+
+    def alert_stats(self) -> Mapping[str, Mapping[str, int]]:
+        """Return the alert outbox's counters per channel (sent, failed, dropped, pending)."""
+        return self._alerts()
 
     def forwarder_stats(self) -> dict[str, Mapping[str, float]]:
         """Return the current counters of every forwarder."""

@@ -890,8 +890,9 @@ class _Recorder(Generic[_T]):
 class WebhookReceiver:
     """An in-process HTTP server that records every request and answers `status_code`."""
 
-    def __init__(self, status_code: int = 200) -> None:
+    def __init__(self, status_code: int = 200, port: int = 0) -> None:
         self.status_code = status_code
+        self.port = port  # 0 = any free port; a fixed one lets a test start the receiver late
         self._received: _Recorder[ReceivedRequest] = _Recorder("webhook requests")
         self._server: ThreadingHTTPServer | None = None
 
@@ -933,7 +934,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+        self._server = ThreadingHTTPServer((LOOPBACK, self.port), Handler)
         self._server.daemon_threads = True
         thread = threading.Thread(target=self._server.serve_forever, name="webhook-receiver", daemon=True)
         thread.start()

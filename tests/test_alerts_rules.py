@@ -251,7 +251,7 @@ def test_notification_explains_itself() -> None:
         n.id,
     ):
         assert part in text
-    assert n.summary == "[FIRING] cpu high (CRITICAL) on host=web-01: host=web-01"
+    assert n.summary == "[FIRING] cpu high (CRITICAL) on host=web-01"
 
 
 def test_ids_are_stable_and_distinct() -> None:

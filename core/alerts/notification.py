@@ -149,7 +149,8 @@ class Notification:
         what = "RESOLVED" if self.status == "resolved" else "FIRING"
         series = ", ".join(a.series for a in self.alerts)
         again = f" (still firing, reminder {self.repeat})" if self.repeat else ""
-        return f"[{what}] {self.rule} ({self.severity}) on {self.group}: {series}{again}"
+        listed = "" if series == self.group else f": {series}"
+        return f"[{what}] {self.rule} ({self.severity}) on {self.group}{listed}{again}"
 
     @property
     def description(self) -> str:

@@ -77,6 +77,7 @@ class Outbox:
             name: {"sent": 0, "failed": 0, "dropped": 0} for name in self.channels
         }
         self._wake = threading.Condition()
+        self._pass = threading.RLock()  # one pass over the files at a time (worker, flush, restart)
         self._stop = False
         self._busy = False
         self._thread: threading.Thread | None = None
@@ -103,9 +104,9 @@ class Outbox:
 
     def start(self) -> Outbox:
         """Start the delivery thread (it first delivers what an earlier process left pending)."""
-        pending = len(self._files())
+        pending = self._retry_now()
         if pending:
-            logger.info(f"alert outbox: {pending} notification(s) left pending by an earlier run; delivering")
+            logger.info(f"alert outbox: {pending} delivery(ies) left pending by an earlier run; sending now")
         self._thread = threading.Thread(target=self._run, name="alert-outbox", daemon=True)
         self._thread.start()
         return self
@@ -113,6 +114,7 @@ class Outbox:
     def flush(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds until nothing is due now; return whether nothing is pending."""
         deadline = time.monotonic() + timeout
+        self._retry_now()
         with self._wake:
             self._wake.notify_all()
         while time.monotonic() < deadline:
@@ -137,6 +139,22 @@ class Outbox:
                 f"alert outbox: {left} delivery(ies) pending in {self.dir}; sent on the next start"
             )
         return done
+
+    def _retry_now(self) -> int:
+        """Make every pending delivery due now (at start and at shutdown a receiver may be back)."""
+        n = 0
+        with self._pass:  # the worker rewrites these files too: never two writers of one file
+            for path in self._files():
+                entry = _read(path)
+                if entry is None:
+                    continue
+                due = [c for c in entry["channels"].values() if c["state"] == "pending"]
+                n += len(due)
+                if any(c["next_at"] for c in due):
+                    for c in due:
+                        c["next_at"] = 0.0
+                    atomic_write_json(path, entry, indent=None, durable=self.fsync)
+        return n
 
     def pending(self) -> int:
         """Return how many (notification, channel) deliveries are still pending."""
@@ -178,6 +196,10 @@ class Outbox:
 
     def deliver_once(self) -> float:
         """Try every due delivery once; return the seconds until the next one is due."""
+        with self._pass:
+            return self._deliver_once()
+
+    def _deliver_once(self) -> float:
         now = self.clock()
         next_due = 1.0
         for channel in self.channels.values():

@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from loguru import logger
 
+from core.anomalies import Anomaly
 from core.errors import ConfigError, SourceUnavailable
 from core.sources.simulator import SimulatorSource
 
@@ -27,6 +29,17 @@ __all__ = ["open_simulator", "open_source"]
 def open_simulator(settings: Settings) -> SimulatorSource:
     """Return the simulator the settings describe (``simulator.*``, the monitoring interval)."""
     m, sim = settings.monitoring, settings.simulator
+    anomalies: dict[str, list[Anomaly]] = {}
+    if sim.inject:
+        # Injections are relative to now (the daemon's start): a demo or drill, not a replayable fact.
+        start = time.time()
+        source = SimulatorSource(sim.series, interval=m.interval_seconds)
+        for inj in sim.inject:
+            for host, _profile in source.hosts:
+                if inj.host is None or inj.host == host:
+                    event = Anomaly(inj.kind, start + inj.start_after_s, inj.duration_s, inj.magnitude)
+                    anomalies.setdefault(host, []).append(event)
+        logger.info(f"simulator: {len(sim.inject)} incident(s) injected relative to start")
     return SimulatorSource(
         sim.series,
         interval=m.interval_seconds,
@@ -34,6 +47,7 @@ def open_simulator(settings: Settings) -> SimulatorSource:
         seed=sim.seed,
         noise=sim.noise,
         anomaly_rate=sim.anomaly_rate,
+        anomalies=anomalies,
     )
 
 
