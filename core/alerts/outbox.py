@@ -6,7 +6,7 @@
 
 ``put`` writes the file atomically and fsyncs it (``core.fsutil.atomic_write_json``), then wakes the
 worker thread; the scoring loop never waits for a receiver. The worker delivers each pending
-(notification, channel) pair in creation order, records the result in the file (again atomically),
+(notification, channel) pair in creation order (per channel, nothing overtakes a pending one), records the result in the file (again atomically),
 and retries failures with exponential backoff up to ``max_backoff``; a pair that failed
 ``max_attempts`` times, is older than ``max_age`` or was refused for good (``permanent``) is
 dropped and counted. A file whose every channel is done is removed.
@@ -207,6 +207,7 @@ class Outbox:
                 channel.maintain(now)
             except DeliveryError as exc:
                 logger.warning(f"alert channel {channel.name}: {exc}")
+        blocked: set[str] = set()  # a channel delivers in order: nothing overtakes a pending one
         for path in self._files():
             entry = _read(path)
             if entry is None:
@@ -214,7 +215,7 @@ class Outbox:
             notification = Notification.from_dict(entry["notification"])
             changed = False
             for name, state in entry["channels"].items():
-                if state["state"] != "pending":
+                if state["state"] != "pending" or name in blocked:
                     continue
                 target = self.channels.get(name)
                 if target is None:
@@ -222,11 +223,13 @@ class Outbox:
                 now = self.clock()
                 if state["next_at"] > now:
                     next_due = min(next_due, state["next_at"] - now)
+                    blocked.add(name)
                     continue
                 changed = True
                 self._attempt(target, notification, state, now)
                 if state["state"] == "pending":
                     next_due = min(next_due, max(0.0, state["next_at"] - now))
+                    blocked.add(name)
                 atomic_write_json(path, entry, indent=None, durable=self.fsync)
             if changed and all(c["state"] != "pending" for c in entry["channels"].values()):
                 path.unlink(missing_ok=True)
