@@ -6,7 +6,8 @@
 
 ``put`` writes the file atomically and fsyncs it (``core.fsutil.atomic_write_json``), then wakes the
 worker thread; the scoring loop never waits for a receiver. The worker delivers each pending
-(notification, channel) pair in creation order (per channel, nothing overtakes a pending one), records the result in the file (again atomically),
+(notification, channel) pair in creation order (per channel, nothing overtakes a pending one),
+records the result in the file (again atomically),
 and retries failures with exponential backoff up to ``max_backoff``; a pair that failed
 ``max_attempts`` times, is older than ``max_age`` or was refused for good (``permanent``) is
 dropped and counted. A file whose every channel is done is removed.
