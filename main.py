@@ -277,7 +277,10 @@ def _evaluate(
         plots=not args.no_plots,
         explicit_model=bool(args.model_path),
     )
+    from core.alerts.budget import budget_lines
+
     print(evaluated(metrics, output_dir / "evaluation_report.txt"))
+    print("\n".join(budget_lines(metrics["alert_budget"])))
     return 0
 
 

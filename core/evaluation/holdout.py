@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from loguru import logger
 
+from core.alerts.budget import alert_budget
 from core.assemble import replay
 from core.config import Settings
 from core.data import load_dataset, split_series
@@ -133,10 +134,12 @@ def evaluate(
     )
 
     results = []
+    truth_by_series: dict[str, list[tuple[float, float]]] = {}
     for sid, (n_train, injected, label_windows, t, y_eval) in meta.items():
         recs = records[sid]
         th = np.array([r.ts for r in recs])
         truth_windows = [(a.start, a.start + a.duration - 1e-6) for a in injected] + label_windows
+        truth_by_series[sid] = truth_windows
         kinds = [a.kind for a in injected] + ["labelled"] * len(label_windows)
         kept = _windows_to_events(th, truth_windows, kinds)
         truth = np.zeros(len(th), dtype=bool)
@@ -163,6 +166,7 @@ def evaluate(
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     metrics["dataset"] = str(dataset)
     metrics["labels"] = str(labels_path) if windows else None
+    metrics["alert_budget"] = alert_budget(settings.alerts, records, truth_by_series)
     files = report.write_evaluation(out, results, metrics, settings, plots=plots)
     metrics["files"] = [str(f) for f in files]
     report.merge_metadata(Path(model_path).parent / "model_metadata.json", "evaluation", metrics)

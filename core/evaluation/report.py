@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.alerts.budget import budget_lines
 from core.evaluation.metrics import roc_curve
 from core.fsutil import atomic_write_json, atomic_write_text
 from core.timegrid import from_epoch
@@ -66,6 +67,8 @@ def render_text(metrics: dict[str, Any]) -> str:
     ]
     for kind, c in sorted(metrics["events_by_kind"].items()):
         lines.append(f"  {kind:<12} {c['detected']}/{c['events']}")
+    if metrics.get("alert_budget"):
+        lines += ["", *budget_lines(metrics["alert_budget"])]
     lines += ["", "Threshold analysis (score threshold: point P / R / F1, event P / R / F1, FPR)"]
     for row in metrics["threshold_analysis"]:
         pt, ev = row["point"], row["event"]
