@@ -404,6 +404,7 @@ class AlertSettings(_Section):
     enabled: bool = True
     rules: tuple[AlertRuleSettings, ...] = ()
     cooldown_seconds: float = Field(300.0, ge=0)
+    repeat_seconds: float | None = Field(None, gt=0)
     resolve_after: int = Field(3, ge=1)
     group_by: tuple[str, ...] = ("host",)
     group_window_seconds: float = Field(0.0, ge=0)
@@ -480,6 +481,10 @@ ENV_VARS: dict[str, str] = {
     "LOG_LEVEL": "logging.level",
     "TELEMETRY_PORT": "telemetry.port",
     "TELEMETRY_HOST": "telemetry.host",
+    "ALERT_WEBHOOK_URL": "alerts.channels.webhook.url",
+    "ALERTMANAGER_URL": "alerts.channels.alertmanager.url",
+    "SMTP_HOST": "alerts.channels.email.host",
+    "SMTP_PORT": "alerts.channels.email.port",
 }
 SECRET_ENV = {
     "INFLUXDB_TOKEN": "influxdb.token",

@@ -111,12 +111,13 @@ CASES = [
         [("firing", 0, "a"), ("resolved", 3, "a"), ("firing", 5, "a"), ("resolved", 8, "a")],
     ),
     (
-        "still firing after the cooldown: a reminder",
-        {"cooldown_seconds": 30},
-        {"a": "CCCCCCC..."},
+        "still firing after repeat_seconds: a reminder",
         {},
+        {"a": "CCCCCCC..."},
+        {"repeat_seconds": 30},
         [("firing", 0, "a"), ("firing", 3, "a"), ("firing", 6, "a"), ("resolved", 9, "a")],
     ),
+    ("no reminder by default", {}, {"a": "CCCCCCC..."}, {}, [("firing", 0, "a"), ("resolved", 9, "a")]),
     ("below the minimum severity: nothing", {"min_severity": "HIGH"}, {"a": "LLMM...."}, {}, []),
     (
         "at the minimum severity",

@@ -52,6 +52,8 @@ PROMISED_DETECTOR_METRICS = {
     "anomaly_detector_model_age_seconds",
     "anomaly_detector_missed_ticks_total",
     "anomaly_detector_up",
+    "anomaly_detector_alert_outbox_pending",
+    "anomaly_detector_alert_notifications_total",
 }
 # Prometheus' own per-target series, used by the "detector down" rule.
 PROMETHEUS_SYNTHETIC = {"up"}
@@ -320,6 +322,7 @@ def _detector_exports() -> set[str]:
     telemetry = Telemetry(CollectorRegistry(), clock=lambda: 1000.0)
     telemetry.add_forwarder("influxdb", dict)
     telemetry.watch_models(lambda: {"host=web-01": 900.0})
+    telemetry.watch_alerts(lambda: {"log": {"sent": 1, "failed": 0, "dropped": 0, "pending": 0}})
     suffixes = {
         "counter": ("_total",),
         "histogram": ("_bucket", "_sum", "_count"),
@@ -535,7 +538,7 @@ def test_compose_fails_loudly_when_a_secret_is_missing(tmp_path: Path) -> None:
 def test_compose_services(compose_config: tuple[dict[str, Any], dict[str, str]]) -> None:
     config, _ = compose_config
     services = config["services"]
-    assert set(services) == {"influxdb", "grafana", "prometheus", "node-exporter", "detector"}
+    assert set(services) == {"influxdb", "grafana", "prometheus", "node-exporter", "alertmanager", "detector"}
     assert services["influxdb"]["image"].startswith("influxdb:2.")
     influx_env = services["influxdb"]["environment"]
     assert influx_env["DOCKER_INFLUXDB_INIT_MODE"] == "setup"
@@ -747,3 +750,22 @@ def test_deploy_and_config_files_hold_no_literal_secret(relative: str) -> None:
         literal = value and not value.startswith("$") and value.lower() not in {"null", "~", "none"}
         assert not literal, f"{relative}: {match.group(0).strip()!r} looks like a committed secret"
     assert not _HEX_SECRET.search(text), f"{relative} contains a long hex string (a pasted token?)"
+
+
+def test_compose_alertmanager_and_grafana_contact_point(
+    compose_config: tuple[dict[str, Any], dict[str, str]],
+) -> None:
+    config, _ = compose_config
+    services = config["services"]
+    am = services["alertmanager"]
+    mounts = {_volume(v).split(":", 1)[1]: _volume(v).split(":", 1)[0] for v in am["volumes"]}
+    assert mounts["/etc/alertmanager/alertmanager.yml:ro"] == str(ROOT / "deploy/alertmanager.yml")
+    assert "--config.file=/etc/alertmanager/alertmanager.yml" in am["command"]
+    assert services["detector"]["environment"]["ALERTMANAGER_URL"] == "http://alertmanager:9093"
+    points = _load_yaml(ROOT / "grafana/provisioning/alerting/contact_points.yaml")
+    (receiver,) = points["contactPoints"][0]["receivers"]
+    assert receiver["type"] == "prometheus-alertmanager"
+    assert receiver["settings"]["url"] == "http://alertmanager:9093"
+    assert points["policies"][0]["receiver"] == points["contactPoints"][0]["name"]
+    routes = _load_yaml(ROOT / "deploy/alertmanager.yml")
+    assert routes["route"]["receiver"] in {r["name"] for r in routes["receivers"]}

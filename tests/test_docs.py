@@ -61,6 +61,11 @@ def test_readme_settings_exist():
 
 
 def test_readme_environment_variables_exist():
-    documented = set(re.findall(r"`((?:INFLUXDB|PROMETHEUS|MONITORING|LOGS|LOG|TELEMETRY)_[A-Z_]+)`", README))
+    documented = set(
+        re.findall(
+            r"`((?:INFLUXDB|PROMETHEUS|MONITORING|LOGS|LOG|TELEMETRY|ALERT|ALERTMANAGER|SMTP)_[A-Z_]+)`",
+            README,
+        )
+    )
     assert documented <= set(ENV_VARS) | set(SECRET_ENV), documented - set(ENV_VARS) - set(SECRET_ENV)
     assert set(ENV_VARS) | set(SECRET_ENV) <= documented

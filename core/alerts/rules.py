@@ -8,7 +8,7 @@ Per (rule, series) an :class:`_AlertState` runs this lifecycle::
                                  |  notify "firing" (unless the last firing notification of this
                                  |  (rule, series) is younger than the cooldown: then it stays silent,
                                  |  and so does its resolve)
-                                 +--still true after cooldown_seconds--> notify again (a reminder)
+                                 +--still true after repeat_seconds (if set)--> a reminder
 
 Consecutive bad points are one event (one alert); dedup is the state's key. Alerts that start
 within ``group_window_seconds`` of each other and share the ``group_by`` labels (e.g. host) go out
@@ -191,6 +191,7 @@ class RuleEngine:
     ) -> list[Notification]:
         cooldown = self.settings.cooldown_seconds if rule.cooldown_seconds is None else rule.cooldown_seconds
         resolve_after = rule.resolve_after or self.settings.resolve_after
+        repeat = self.settings.repeat_seconds
         out: list[Notification] = []
         if bad:
             st.clear = 0
@@ -202,7 +203,7 @@ class RuleEngine:
                 if st.announced:
                     st.last_notified = at
                     self._hold(rule, self._alert(rule, st, series, at, ended=None), at)
-            elif st.announced and at - st.last_notified >= cooldown > 0:
+            elif st.announced and repeat and at - st.last_notified >= repeat:
                 st.last_notified, st.repeats = at, st.repeats + 1
                 out.append(self._notify(rule, "firing", [self._alert(rule, st, series, at)], at, st.repeats))
             st.points += 1

@@ -232,6 +232,22 @@ def _health_panels() -> list[dict[str, Any]]:
                 _override("byFrameRefID", "B", **{"unit": "percent", "custom.axisPlacement": "right"}),
             ],
         ),
+        _series(
+            "Alert outbox",
+            "Alert deliveries waiting in the durable outbox by channel (a receiver is down while it "
+            "grows), and deliveries sent, failed (retried) and dropped (lost) per interval.",
+            _grid(0, 36, 24, 8),
+            [
+                p("A", "sum by (channel) (anomaly_detector_alert_outbox_pending)", "{{channel}} pending"),
+                p(
+                    "B",
+                    "sum by (channel, result) "
+                    f"(increase(anomaly_detector_alert_notifications_total[{_RATE}]))",
+                    "{{channel}} {{result}}",
+                ),
+            ],
+            "short",
+        ),
     ]
 
 
