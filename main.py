@@ -264,6 +264,9 @@ def _evaluate(
         bar = lambda total: tqdm(total=total, unit="file", file=sys.stdout, desc="NAB")  # noqa: E731
         summary = run_nab(settings, args.nab_dir, output_dir, progress=bar, quiet=True)
         print(summary_line(summary, output_dir / "nab_scores.json"))
+        from core.alerts.budget import budget_lines
+
+        print("\n".join(budget_lines(summary["alert_budget"])))
         return 0
     from core.evaluation import evaluate
     from core.evaluation.holdout import summary_line as evaluated

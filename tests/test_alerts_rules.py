@@ -279,3 +279,33 @@ def test_alertmanager_severity(ours: str, theirs: str) -> None:
 )
 def test_camel_case(name: str, camel: str) -> None:
     assert camel_case(name) == camel
+
+
+def test_alert_budget_counts_per_rule_per_series_day_and_true_ones() -> None:
+    from core.alerts.budget import alert_budget, budget_lines, merge_budgets
+
+    # Two days at 1 h steps; incidents at hours 5-6 (labelled) and 30 (not labelled).
+    seq = ["C" if h in (5, 6, 30) else "." for h in range(49)]
+    records = {"a": [record("a", T0 + h * 3600, ch) for h, ch in enumerate(seq)]}
+    truth = {"a": [(T0 + 5 * 3600, T0 + 6 * 3600)]}
+    settings = AlertSettings(
+        rules=(AlertRuleSettings(name="any"), AlertRuleSettings(name="two", kind="sustained", count=2))
+    )
+    budget = alert_budget(settings, records, truth)
+    assert budget["reference_rules"] is False and budget["series"] == 1 and budget["days"] == 2.0
+    (any_rule, two) = budget["rules"]
+    assert (
+        any_rule["notifications"],
+        any_rule["per_series_per_day"],
+        any_rule["true"],
+        any_rule["false"],
+    ) == (2, 1.0, 1, 1)
+    assert (two["notifications"], two["per_series_per_day"], two["true"], two["false"]) == (1, 0.5, 1, 0)
+    pooled = merge_budgets([budget, budget])
+    assert pooled["rules"][0]["notifications"] == 4 and pooled["rules"][0]["per_series_per_day"] == 1.0
+    assert (
+        budget_lines(budget)[1]
+        == "  any (severity): 2 notification(s), 1.0 per series per day, 1 true / 1 false"
+    )
+    unlabelled = alert_budget(AlertSettings(), records, {})
+    assert unlabelled["reference_rules"] is True and unlabelled["rules"][0]["true"] is None

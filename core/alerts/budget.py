@@ -17,7 +17,7 @@ from core.alerts.rules import RuleEngine
 from core.config import AlertRuleSettings, AlertSettings
 from core.records import ScoredRecord
 
-__all__ = ["REFERENCE_RULES", "alert_budget", "budget_lines"]
+__all__ = ["REFERENCE_RULES", "alert_budget", "budget_lines", "merge_budgets"]
 
 REFERENCE_RULES = (
     AlertRuleSettings(name="anomaly high", kind="severity", min_severity="HIGH"),
@@ -37,7 +37,7 @@ def alert_budget(
     reference = not settings.rules
     everything = sorted((r for rs in records.values() for r in rs), key=lambda r: r.ts)
     if not everything:
-        return {"rules": [], "reference_rules": reference, "series": 0, "days": 0.0}
+        return {"rules": [], "reference_rules": reference, "series": 0, "days": 0.0, "series_days": 0.0}
     spans = [rs[-1].ts - rs[0].ts for rs in records.values() if rs]
     series_days = sum(spans) / 86400.0
     labelled = any(truth.get(sid) for sid in records)
@@ -86,6 +86,39 @@ def alert_budget(
         "reference_rules": reference,
         "series": len(records),
         "days": round(series_days / max(1, len(records)), 2),
+        "series_days": series_days,
+    }
+
+
+def merge_budgets(budgets: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Pool the budgets of separate replays (e.g. NAB's files): counts add up, rates are recomputed."""
+    budgets = [b for b in budgets if b.get("rules")]
+    if not budgets:
+        return {"rules": [], "reference_rules": True, "series": 0, "days": 0.0, "series_days": 0.0}
+    series_days = sum(b["series_days"] for b in budgets)
+    series = sum(b["series"] for b in budgets)
+    rules = []
+    for i, first in enumerate(budgets[0]["rules"]):
+        rows = [b["rules"][i] for b in budgets]
+        sent = sum(r["notifications"] for r in rows)
+        labelled = [r for r in rows if r["true"] is not None]
+        rules.append(
+            {
+                "rule": first["rule"],
+                "kind": first["kind"],
+                "notifications": sent,
+                "firing": sum(r["firing"] for r in rows),
+                "per_series_per_day": round(sent / series_days, 3) if series_days > 0 else None,
+                "true": sum(r["true"] for r in labelled) if labelled else None,
+                "false": sum(r["false"] for r in labelled) if labelled else None,
+            }
+        )
+    return {
+        "rules": rules,
+        "reference_rules": budgets[0]["reference_rules"],
+        "series": series,
+        "days": round(series_days / max(1, series), 2),
+        "series_days": series_days,
     }
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from loguru import logger
 
+from core.alerts.budget import alert_budget, merge_budgets
 from core.assemble import replay
 from core.calibration import CalibrationParams, SeriesCalibrator
 from core.config import Settings
@@ -67,8 +68,12 @@ def replay_file(
     settings: Settings,
     file: nab.CorpusFile,
     calibrator: Callable[[CalibrationParams], SeriesCalibrator] = SeriesCalibrator,
+    keep: list[ScoredRecord] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Replay one NAB file through the monitor loop as monitor mode replays a CSV; return the records."""
+    """Replay one NAB file through the monitor loop as monitor mode replays a CSV; return the records.
+
+    ``keep``, if given, receives the scored records themselves (the alert budget replays them).
+    """
     t = epoch_seconds(file)
     step = float(np.median(np.diff(t))) if file.rows > 1 else 300.0
     ref = SeriesRef(labels=(("file", file.key),), host=file.key)
@@ -84,6 +89,8 @@ def replay_file(
     )[ref.id]
     if len(records) != file.rows:
         raise DataError(f"{file.key}: the replay scored {len(records)} of {file.rows} rows")
+    if keep is not None:
+        keep.extend(records)
     return _records_to_arrays(records)
 
 
@@ -136,8 +143,10 @@ def run_nab(
     out = Path(output_dir)
     by_key = {f.key: f for f in files}
     seconds: dict[str, float] = {}
-    for key, values, took in jobs:
+    budgets = []
+    for key, values, took, budget in jobs:
         scores[key] = values
+        budgets.append(budget)
         seconds[key] = took
         nab.write_results(nab.results_path(out, DETECTOR, key), by_key[key], values)
         if bar is not None:
@@ -154,16 +163,27 @@ def run_nab(
     summary["baseline"] = {p.name: base[p.name] for p in nab.PROFILES} | {"method": BASELINE_METHOD}
     # Where the time goes: the replay of each file (Prophet fits dominate), slowest first.
     summary["replay_seconds"] = dict(sorted(seconds.items(), key=lambda kv: -kv[1]))
+    summary["alert_budget"] = merge_budgets(budgets)
     atomic_write_json(out / "nab_scores.json", summary)
     return summary
 
 
-def _scored(settings: Settings, file: nab.CorpusFile, quiet: bool) -> tuple[str, np.ndarray, float]:
+def _scored(
+    settings: Settings, file: nab.CorpusFile, quiet: bool
+) -> tuple[str, np.ndarray, float, dict[str, Any]]:
     # The files replay in worker processes, so the caller's log settings do not reach them: the
     # worker applies ``quiet`` itself, for the one file, and restores the log afterwards.
     with _silenced("core") if quiet else contextlib.nullcontext():
         started = time.perf_counter()
-        return file.key, score_file(settings, file), round(time.perf_counter() - started, 2)
+        kept: list[ScoredRecord] = []
+        scores = nab_score(replay_file(settings, file, keep=kept)["score"])
+        took = round(time.perf_counter() - started, 2)
+        # The alert budget of this file (core.alerts.budget), its windows as times.
+        t = epoch_seconds(file)
+        windows = [(float(t[lo]), float(t[hi])) for lo, hi in file.windows]
+        series = kept[0].series if kept else file.key
+        budget = alert_budget(settings.alerts, {series: kept}, {series: windows})
+        return file.key, scores, took, budget
 
 
 @contextlib.contextmanager
