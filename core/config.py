@@ -570,7 +570,12 @@ def load_settings(
     return settings
 
 
-_URL_EXAMPLES = {"prometheus.url": "http://prometheus:9090", "influxdb.url": "http://localhost:8086"}
+_URL_EXAMPLES = {
+    "prometheus.url": "http://prometheus:9090",
+    "influxdb.url": "http://localhost:8086",
+    "alerts.channels.webhook.url": "https://hooks.example.com/alerts",
+    "alerts.channels.alertmanager.url": "http://alertmanager:9093",
+}
 
 
 def _check_urls(settings: Settings, source: str, origins: Mapping[str, str]) -> None:

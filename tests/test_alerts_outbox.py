@@ -167,3 +167,12 @@ def test_endpoints_and_secrets_come_from_the_environment(tmp_path: Path) -> None
     names = [ch.name for ch in build_channels(s.alerts, tmp_path)]
     assert names == ["log", "webhook", "email"]
     assert build_channels(AlertSettings(), tmp_path)[0].name == "log"
+
+
+def test_a_channel_url_that_is_not_http_is_refused_naming_the_variable() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_settings(None, env={"ALERT_WEBHOOK_URL": "localhost:9"})
+    assert str(err.value) == (
+        "environment variable ALERT_WEBHOOK_URL: 'localhost:9' is not an http(s) URL; "
+        "use e.g. https://hooks.example.com/alerts"
+    )

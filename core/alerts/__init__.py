@@ -4,6 +4,7 @@
     notification.py  Notification / Alert: what a message says (self-explaining, with a stable id)
     outbox.py        Outbox: each notification fsynced on disk, then delivered by a background thread
     channels.py      log (alerts.jsonl), webhook (JSON or Slack), email (SMTP), Alertmanager v2
+    budget.py        the alert budget: the same engine over an evaluation's replayed records
 
 :class:`Alerting` is the monitor's observer (``core.protocols.TickObserver``): each tick it feeds the
 engine and puts the notifications decided into the outbox; sending never runs on the scoring path.
