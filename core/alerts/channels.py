@@ -241,8 +241,8 @@ class AlertmanagerChannel:
             if not self.active or now - self.last_sent < self.resend:
                 return
             alerts = [{**a, "endsAt": iso(now + 3 * self.resend)} for a in self.active.values()]
+            self.last_sent = now  # a failed re-send waits for the next interval too (no log flood)
         _post(self.session, self.url, alerts, {}, self.timeout)
-        self.last_sent = now
 
     def _save(self) -> None:
         if self.state_file is not None:
