@@ -112,14 +112,14 @@ def test_email(smtp_receiver: SmtpReceiver) -> None:
 def test_alertmanager_lists_while_firing_and_ends_on_resolve(
     tmp_path: Path, alertmanager: AlertmanagerServer
 ) -> None:
-    channel = AlertmanagerChannel(alertmanager.url, resend=0.2, state_file=tmp_path / "am.json")
+    channel = AlertmanagerChannel(alertmanager.url, resend=2.0, state_file=tmp_path / "am.json")
     channel.send(notification())
     (listed,) = http_request("GET", f"{alertmanager.url}/api/v2/alerts").json()
     assert listed["labels"]["alertname"] == "CpuHigh" and listed["labels"]["severity"] == "critical"
     assert listed["annotations"]["dashboard_url"] == "http://grafana/d/x?var-host=web-01"
     assert listed["status"]["state"] == "active"
     first_end = listed["endsAt"]
-    time.sleep(1.1)
+    time.sleep(2.1)
     channel.maintain(time.time())  # re-sent while firing: endsAt moves on
     (again,) = http_request("GET", f"{alertmanager.url}/api/v2/alerts").json()
     assert again["endsAt"] > first_end
