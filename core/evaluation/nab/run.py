@@ -182,7 +182,7 @@ def _scored(
         t = epoch_seconds(file)
         windows = [(float(t[lo]), float(t[hi])) for lo, hi in file.windows]
         series = kept[0].series if kept else file.key
-        budget = alert_budget(settings.alerts, {series: kept}, {series: windows})
+        budget = alert_budget(settings.alerts, {series: kept}, {series: windows}, labelled=True)
         return file.key, scores, took, budget
 
 
