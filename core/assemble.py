@@ -35,6 +35,8 @@ from core.data import load_dataset
 from core.detector import Detector, calibration_params
 from core.errors import ConfigError, ModelError
 from core.model.artifact import ModelArtifact, load_artifact
+from core.model.forecaster import Fitter
+from core.model.parallel import DaskFitter
 from core.model.store import ModelStore
 from core.monitor import Monitor, MonitorStats
 from core.protocols import Sink, Source, TickObserver
@@ -169,9 +171,16 @@ def _refitter(
         clip=clip_range(live_unit(source.name, units, settings), settings),
         clock=clock,
         executor=InlineExecutor() if replaying else None,
-        fitter=fit_here if replaying else ProcessFitter().start(),
+        fitter=fit_here if replaying else _fitter(settings),
         persist=getattr(source, "fallback_for", None) is None,
     )
+
+
+def _fitter(settings: Settings) -> Fitter:
+    """Return the daemon's refit fitter: the Dask cluster if configured, else worker processes here."""
+    if settings.model.dask_scheduler is not None:
+        return DaskFitter(settings.model.dask_scheduler)
+    return ProcessFitter(processes=settings.model.n_jobs).start()
 
 
 STALE_REFIT_WAIT = 120.0  # longest the first tick waits for the refit of bands that already ended

@@ -108,6 +108,9 @@ class ModelSettings(_Section):
     seasonality_timezone: str = "UTC"
     max_train_rows: int = Field(20000, ge=100)
     clip_to_unit_range: bool = True
+    n_jobs: int = Field(1, ge=1, le=1024)
+    fit_timeout_seconds: float | None = Field(None, gt=0)
+    dask_scheduler: str | None = None
 
     @field_validator("seasonality_timezone")
     @classmethod
@@ -183,6 +186,8 @@ class MonitoringSettings(_Section):
     max_catchup_hours: float = Field(24.0, ge=0)
     logs_dir: str = "logs"
 
+
+_PLACEMENT_KEYS = {"n_jobs", "dask_scheduler"}
 
 DEFAULT_QUERY = '100 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])) * 100'
 
@@ -311,7 +316,9 @@ class Settings(_Section):
 
     def model_hash(self) -> str:
         """Return a short, stable hash of everything that changes what a trained model is."""
-        payload = {"data": self.data.model_dump(mode="json"), "model": self.model.model_dump(mode="json")}
+        # Where and how many at a time series are fitted does not change what a fit gives.
+        model = self.model.model_dump(mode="json", exclude=_PLACEMENT_KEYS)
+        payload = {"data": self.data.model_dump(mode="json"), "model": model}
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"sha256:{digest[:16]}"
 

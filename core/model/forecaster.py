@@ -137,8 +137,13 @@ class ProphetForecaster:
         t = to_epoch(frame["ds"])
         model = self._new_model(float(t[-1] - t[0]))
         train = self._frame(frame["ds"]).assign(y=frame["y"].to_numpy(float))
+        timeout = self.settings.fit_timeout_seconds
         try:
-            model.fit(train)
+            # cmdstanpy stops an optimisation that runs past ``timeout`` (TimeoutError): the series
+            # falls back instead of holding a worker.
+            model.fit(train, **({"timeout": timeout} if timeout else {}))
+        except TimeoutError as exc:
+            raise FitError(f"Prophet fit timed out after {timeout:g} s (model.fit_timeout_seconds)") from exc
         except Exception as exc:  # Prophet/Stan raise a variety of errors; the caller may fall back
             raise FitError(f"Prophet fit failed: {exc}") from exc
         start, step, n = _grid(t, self.settings.horizon_days * DAY, self.settings.band_step_seconds)
