@@ -176,12 +176,10 @@ class ProphetForecaster:
             q_low, q_high = np.quantile(frame["y"].to_numpy(float) - fitted, [alpha, 1 - alpha])
             lower, upper = yhat + min(q_low, 0.0), yhat + max(q_high, 0.0)
         band = Band(start=start, step=step, yhat=yhat, lower=lower, upper=upper, trained_until=float(t[-1]))
-        from prophet.serialize import model_to_json
-
         return FittedModel(
             kind=self.kind,
             band=_clip(band, clip),
-            params=model_to_json(model),
+            params=_state_json(model),
             train_start=float(t[0]),
             train_end=float(t[-1]),
             train_rows=len(frame),
@@ -281,6 +279,22 @@ class ProfileForecaster:
             train_rows=len(frame),
             fit_seconds=time.perf_counter() - started,
         )
+
+
+def _state_json(model: Any) -> str:
+    """Return Prophet's ``model_to_json`` of a fitted model without its training history.
+
+    The history (every training row, a megabyte a series) is cut to its last two rows: Prophet still
+    rebuilds from it and forecasts any explicit dates, and refits read the source's history anyway.
+    """
+    from prophet.serialize import model_to_json
+
+    history, dates = model.history, model.history_dates
+    model.history, model.history_dates = history.tail(2), dates.iloc[[0, -1]]
+    try:
+        return str(model_to_json(model))
+    finally:
+        model.history, model.history_dates = history, dates
 
 
 def prophet_input(local: pd.DatetimeIndex | pd.Series) -> pd.DataFrame:
