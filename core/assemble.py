@@ -47,6 +47,7 @@ from core.sinks.files import LogsLock, SystemReport, restore_last_seen
 from core.sinks.memory import Collector
 from core.sources import open_source
 from core.sources.replay import ReplaySeries, ReplaySource, replay_series
+from core.sources.shard import ShardedSource, parse_shard
 from core.telemetry import Telemetry, TelemetryServer, status_payload
 from core.units import clip_range, live_unit
 
@@ -284,6 +285,10 @@ def _run_daemon(
         clock, sleep = sim, sim.sleep
     else:
         source = open_source(settings)
+    if settings.monitoring.shard is not None:
+        index, count = parse_shard(settings.monitoring.shard)
+        source = ShardedSource(source, index, count)
+        logger.info(f"shard {index}/{count}: this instance monitors the series whose id hashes to {index}")
     store = ModelStore(artifact)
     telemetry = Telemetry(interval=settings.monitoring.interval_seconds)
     telemetry.set_source(source.name, getattr(source, "fallback_for", None))

@@ -28,6 +28,7 @@ from core.config_io import describe, dig, read_secret_file, read_yaml, set_dotte
 from core.errors import ConfigError
 from core.redact import redact_url
 from core.scoring import ScoreParams
+from core.sharding import parse_shard
 
 __all__ = [
     "ENV_VARS",
@@ -185,6 +186,14 @@ class MonitoringSettings(_Section):
     refit_history_days: float = Field(14.0, gt=0)
     max_catchup_hours: float = Field(24.0, ge=0)
     logs_dir: str = "logs"
+    shard: str | None = None
+
+    @field_validator("shard")
+    @classmethod
+    def _shard_form(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_shard(value)
+        return value
 
 
 _PLACEMENT_KEYS = {"n_jobs", "dask_scheduler"}
