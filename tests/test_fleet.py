@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.anomalies import Anomaly
 from core.config import ModelSettings, Settings
 from core.model.parallel import FitJob, fit_many
-from core.sources.simulator import simulate
+from core.sources.simulator import SimulatorSource, simulate
 from core.timegrid import DAY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +105,21 @@ def test_an_unreachable_dask_scheduler_is_one_clear_config_error(monkeypatch):
     address = f"tcp://127.0.0.1:{free_port()}"
     with pytest.raises(ConfigError, match=f"cannot reach the Dask scheduler at {address}"):
         fit_many(ModelSettings(**FAST, dask_scheduler=address), jobs(2))
+
+
+@pytest.mark.parametrize(
+    ("rate", "anomalies"),
+    [(0.0, None), (0.02, None), (0.0, {"web-02": [Anomaly("spike", 1_760_000_000.0, 1200.0, 30.0)]})],
+)
+def test_a_vectorised_simulator_tick_equals_host_by_host_values(rate, anomalies):
+    source = SimulatorSource(60, interval=10.0, anomaly_rate=rate, anomalies=anomalies)
+    now = 1_760_000_123.0
+    first = source.poll(now, {})
+    assert [b.series.id for b in first] == [ref.id for ref in source.refs.values()]
+    # Hosts last seen at three different times: three groups, each generated as one array.
+    last = {b.series.id: float(b.t[-1]) - 600.0 * (i % 3) for i, b in enumerate(first)}
+    for batches in (first, source.poll(now + 700.0, last)):
+        for batch in batches:
+            host = batch.series.host
+            expected = source.values(host, source.profiles[host], batch.t)
+            assert np.array_equal(batch.y, expected), host
