@@ -149,12 +149,11 @@ def bench_prophet_predict(repeats: int) -> float:
     return float(np.median(times) * 1e3)
 
 
-def fleet_csv(path: Path, series: int, days: float = 14.0) -> None:
+def fleet_csv(path: Path, series: int, days: float = 14.0, end: float = 1_760_000_000.0) -> None:
     """Write ``series`` simulated hosts of ``days`` at 5 minutes as one CSV (timestamp, host, cpu_usage)."""
     from core.sources.simulator import SimulatorSource
 
     source = SimulatorSource(series, interval=300.0)
-    end = 1_760_000_000.0
     frames = []
     for ref in source.refs.values():
         batch = source.history(ref, end - days * DAY, end, 100_000)
@@ -219,19 +218,32 @@ def bench_write(records_n: int, workdir: Path) -> float:
     return points / elapsed
 
 
-def bench_daemon(series: int, seconds: float, workdir: Path) -> dict[str, float]:
+def train_store(series: int, workdir: Path) -> tuple[Path, float]:
+    """Train a ``series``-host store with ``--mode train`` (the profile model: seconds, not minutes)."""
+    csv = workdir / f"store{series}.csv"
+    fleet_csv(csv, series, end=time.time() // 300 * 300)  # up to now: the daemon finds current bands
+    cfg = workdir / "store.yaml"
+    cfg.write_text("model:\n  kind: profile\n  train_ratio: 1.0\n")
+    out = workdir / "store"
+    cmd = [sys.executable, str(ROOT / "main.py"), "--mode", "train", "--config", str(cfg), "--dataset"]
+    started = time.perf_counter()
+    subprocess.run([*cmd, str(csv), "--output-dir", str(out), "--no-plots"], check=True, capture_output=True)
+    return out / "cpu_anomaly_model.json", time.perf_counter() - started
+
+
+def bench_daemon(series: int, seconds: float, workdir: Path, model: Path) -> dict[str, float]:
     """Run ``main.py --mode monitor`` on ``series`` simulated hosts every 10 s; sample CPU and RSS."""
     from bench.bench_monitor import _proc
 
     logs = workdir / "daemon-logs"
     cfg = workdir / "daemon.yaml"
-    # The profile model: the refits of a fleet without an artifact finish in the first minute.
+    # The store's bands start 14 days before now: refits are due only after the run.
     cfg.write_text(
         f"model:\n  kind: profile\nsimulator:\n  series: {series}\nmonitoring:\n  interval_seconds: 10\n"
         f"  logs_dir: {logs}\ntelemetry:\n  port: 0\n"
     )
     cmd = [sys.executable, str(ROOT / "main.py"), "--mode", "monitor", "--config", str(cfg)]
-    cmd += ["--duration", str(seconds)]  # no artifact: every series gets its first model by refit
+    cmd += ["--model-path", str(model), "--duration", str(seconds)]
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "PROMETHEUS_"))}
     output = (workdir / "daemon-output.txt").open("w")
     proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT)
@@ -299,11 +311,14 @@ def main() -> None:
         say("writes to VictoriaMetrics through the write-ahead log")
         out["write_points_per_s"] = round(bench_write(100_000 if quick else 300_000, workdir))
         seconds = 60.0 if quick else 300.0
-        say(f"the daemon at 1,000 simulated series for {seconds:g} s")
-        daemon = bench_daemon(1000, seconds, workdir)
+        say("a 1,000-series store with --mode train")
+        store, store_seconds = train_store(1000, workdir)
+        say(f"the daemon at 1,000 simulated series on that store for {seconds:g} s")
+        daemon = bench_daemon(1000, seconds, workdir, store)
+        daemon |= {"store_bytes": store.stat().st_size, "store_train_s": round(store_seconds, 1)}
         out["monitor_1000_cpu_share"] = round(daemon["cpu_share_second_half"], 4)
         out["monitor_1000_peak_rss_mb"] = round(daemon["peak_rss_mb"], 1)
-        out["monitor_1000"] = daemon | {"seconds": seconds, "source": "simulator", "model": "profile"}
+        out["monitor_1000"] = daemon | {"seconds": seconds, "source": "simulator", "store": "profile"}
     out["load_average_at_end"] = list(os.getloadavg())
     out["reference"] = REFERENCE
     print(json.dumps(out, indent=2))
