@@ -195,17 +195,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     model_path = Path(args.model_path) if args.model_path else output_dir / DEFAULT_MODEL_NAME
     dataset = args.dataset
     if args.mode == "train":
+        from tqdm import tqdm
+
         from core.train import train
 
-        result = train(
-            settings,
-            dataset,
-            model_path=model_path,
-            output_dir=output_dir,
-            plots=not args.no_plots,
-            eda=not args.no_eda,
-            labels=args.labels,
-        )
+        # A bar only on a terminal: logs, pipes and tests get none.
+        with tqdm(unit="series", desc="fit", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+            result = train(
+                settings,
+                dataset,
+                model_path=model_path,
+                output_dir=output_dir,
+                plots=not args.no_plots,
+                eda=not args.no_eda,
+                labels=args.labels,
+                progress=lambda _outcome: bar.update(),
+            )
         print(
             f"trained {len(result.artifact.models)} series in {result.metadata['train_seconds']:.1f} s: "
             f"{result.artifact_path} ({result.artifact_bytes / 1e6:.2f} MB), {result.metadata_path}"

@@ -36,6 +36,8 @@ from core.data import load_dataset
 from core.detector import Detector, calibration_params
 from core.errors import ConfigError, ModelError
 from core.model.artifact import ModelArtifact, load_artifact
+from core.model.forecaster import Fitter
+from core.model.parallel import DaskFitter
 from core.model.store import ModelStore
 from core.monitor import Monitor, MonitorStats
 from core.protocols import Sink, Source, TickObserver
@@ -46,6 +48,7 @@ from core.sinks.files import LogsLock, SystemReport, restore_last_seen
 from core.sinks.memory import Collector
 from core.sources import open_source
 from core.sources.replay import ReplaySeries, ReplaySource, replay_series
+from core.sources.shard import ShardedSource, parse_shard
 from core.telemetry import Telemetry, TelemetryServer, status_payload
 from core.units import clip_range, live_unit
 
@@ -170,9 +173,16 @@ def _refitter(
         clip=clip_range(live_unit(source.name, units, settings), settings),
         clock=clock,
         executor=InlineExecutor() if replaying else None,
-        fitter=fit_here if replaying else ProcessFitter().start(),
+        fitter=fit_here if replaying else _fitter(settings),
         persist=getattr(source, "fallback_for", None) is None,
     )
+
+
+def _fitter(settings: Settings) -> Fitter:
+    """Return the daemon's refit fitter: the Dask cluster if configured, else worker processes here."""
+    if settings.model.dask_scheduler is not None:
+        return DaskFitter(settings.model.dask_scheduler)
+    return ProcessFitter(processes=settings.model.n_jobs).start()
 
 
 STALE_REFIT_WAIT = 120.0  # longest the first tick waits for the refit of bands that already ended
@@ -276,6 +286,10 @@ def _run_daemon(
         clock, sleep = sim, sim.sleep
     else:
         source = open_source(settings)
+    if settings.monitoring.shard is not None:
+        index, count = parse_shard(settings.monitoring.shard)
+        source = ShardedSource(source, index, count)
+        logger.info(f"shard {index}/{count}: this instance monitors the series whose id hashes to {index}")
     store = ModelStore(artifact)
     telemetry = Telemetry(interval=settings.monitoring.interval_seconds)
     telemetry.set_source(source.name, getattr(source, "fallback_for", None))

@@ -28,6 +28,7 @@ from core.config_io import describe, dig, interpolate, read_secret_file, read_ya
 from core.errors import ConfigError
 from core.redact import redact_url
 from core.scoring import ScoreParams
+from core.sharding import parse_shard
 
 __all__ = [
     "ENV_VARS",
@@ -111,6 +112,9 @@ class ModelSettings(_Section):
     seasonality_timezone: str = "UTC"
     max_train_rows: int = Field(20000, ge=100)
     clip_to_unit_range: bool = True
+    n_jobs: int = Field(1, ge=1, le=1024)
+    fit_timeout_seconds: float | None = Field(None, gt=0)
+    dask_scheduler: str | None = None
 
     @field_validator("seasonality_timezone")
     @classmethod
@@ -185,7 +189,17 @@ class MonitoringSettings(_Section):
     refit_history_days: float = Field(14.0, gt=0)
     max_catchup_hours: float = Field(24.0, ge=0)
     logs_dir: str = "logs"
+    shard: str | None = None
 
+    @field_validator("shard")
+    @classmethod
+    def _shard_form(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_shard(value)
+        return value
+
+
+_PLACEMENT_KEYS = {"n_jobs", "dask_scheduler"}
 
 DEFAULT_QUERY = '100 - avg by (instance) (rate(node_cpu_seconds_total{mode="idle"}[1m])) * 100'
 
@@ -445,7 +459,9 @@ class Settings(_Section):
 
     def model_hash(self) -> str:
         """Return a short, stable hash of everything that changes what a trained model is."""
-        payload = {"data": self.data.model_dump(mode="json"), "model": self.model.model_dump(mode="json")}
+        # Where and how many at a time series are fitted does not change what a fit gives.
+        model = self.model.model_dump(mode="json", exclude=_PLACEMENT_KEYS)
+        payload = {"data": self.data.model_dump(mode="json"), "model": model}
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"sha256:{digest[:16]}"
 

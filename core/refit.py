@@ -37,19 +37,22 @@ __all__ = ["DaemonExecutor", "InlineExecutor", "ProcessFitter", "RefitPolicy", "
 
 
 class DaemonExecutor(Executor):
-    """One daemon worker thread: a fit still running at shutdown is abandoned, never waited for.
+    """Daemon worker threads: a fit still running at shutdown is abandoned, never waited for.
 
     (``ThreadPoolExecutor`` joins its workers at interpreter exit, so a 20-second Prophet fit would
     hold up a clean stop; an unfinished refit loses nothing: the old model stays in the artifact.)
     """
 
-    def __init__(self, name: str = "refit") -> None:
+    def __init__(self, name: str = "refit", workers: int = 1) -> None:
         self._queue: queue.SimpleQueue[
             tuple[Future[Any], Callable[..., Any], tuple[Any, ...], dict[str, Any]] | None
         ]
         self._queue = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for thread in self._threads:
+            thread.start()
         self._shutdown = False
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -63,9 +66,11 @@ class DaemonExecutor(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; the worker ends after its current job (daemon: it never blocks exit)."""
         self._shutdown = True
-        self._queue.put(None)
+        for _ in self._threads:
+            self._queue.put(None)
         if wait:
-            self._thread.join()
+            for thread in self._threads:
+                thread.join()
 
     def _work(self) -> None:
         while (item := self._queue.get()) is not None:
@@ -101,14 +106,15 @@ def _worker_init() -> None:
 class ProcessFitter:
     """Fit in a worker process, so the loop never waits for the GIL while Prophet runs.
 
-    The worker comes from a forkserver (a clean single-threaded parent with Prophet preloaded) and is
-    replaced every 20 fits to bound its memory. ``close`` terminates it at once: a fit running at
-    shutdown is abandoned (the old model stays in the artifact), never waited for. Results come back
-    over a pipe from our own child process; no model file is ever unpickled.
+    The workers (``processes``, ``model.n_jobs``) come from a forkserver (a clean single-threaded parent
+    with Prophet preloaded) and each is replaced every 20 fits to bound its memory. ``close`` terminates
+    them at once: a fit running at shutdown is abandoned (the old model stays in the artifact), never
+    waited for. Results come back over a pipe from our own child process; no model file is ever unpickled.
     """
 
-    def __init__(self, maxtasksperchild: int = 20) -> None:
+    def __init__(self, maxtasksperchild: int = 20, processes: int = 1) -> None:
         self._maxtasks = maxtasksperchild
+        self._processes = processes
         self._pool: Any = None
         self._lock = threading.Lock()
 
@@ -143,7 +149,9 @@ class ProcessFitter:
 
                 ctx = multiprocessing.get_context("forkserver")
                 ctx.set_forkserver_preload(["core.refit", "core._preload"])
-                self._pool = ctx.Pool(processes=1, maxtasksperchild=self._maxtasks, initializer=_worker_init)
+                self._pool = ctx.Pool(
+                    processes=self._processes, maxtasksperchild=self._maxtasks, initializer=_worker_init
+                )
             pool = self._pool
         result: FittedModel = pool.apply(_fit_remote, (settings, frame, clip))
         return result
@@ -224,7 +232,8 @@ class Refitter:
         self.source = source
         self.settings = model_settings
         self.policy = policy
-        self.executor = executor or DaemonExecutor()
+        # As many refit threads as fits may run at once: each waits on its own worker process.
+        self.executor = executor or DaemonExecutor(workers=model_settings.n_jobs)
         self.artifact_path = Path(artifact_path) if artifact_path else None
         self.clock = clock
         self.clip = clip

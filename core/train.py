@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,8 @@ from core.errors import ConfigError, DataError
 from core.evaluation.labels import ALL_SERIES, load_windows
 from core.fsutil import atomic_write_json
 from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
-from core.model.forecaster import MAX_GRID_POINTS, fit_with_fallback
+from core.model.forecaster import MAX_GRID_POINTS, FittedModel
+from core.model.parallel import FitJob, FitOutcome, describe_failures, fit_many
 from core.model.quality import band_metrics, eda_summary
 from core.scoring import ScoreParams
 from core.timegrid import DAY, WEEK, to_epoch
@@ -56,11 +58,15 @@ def train(
     plots: bool = True,
     eda: bool = True,
     labels: str | Path | None = None,
+    progress: Callable[[FitOutcome], None] | None = None,
 ) -> TrainResult:
     """Fit one model per series of ``dataset`` and write the artifact, metadata and plots.
 
     Nothing is written unless the whole run succeeds: every file is first written beside its target
     under a temporary name, and all are renamed into place at the end (a failure removes them).
+    The fits run ``model.n_jobs`` at a time (or on ``model.dask_scheduler``); a series whose fit fails
+    or times out gets the profile model and is reported (``fit_failures``); ``progress`` is called
+    once per fitted series.
     """
     started = time.perf_counter()
     artifact_path = Path(model_path)
@@ -88,10 +94,19 @@ def train(
         models: dict[str, SeriesModel] = {}
         per_series: dict[str, Any] = {}
         plot_files: list[Path] = []
-        for series in data.series:
-            model, entry, fitted, t_hold = _train_series(
-                series, settings, windows, clip, params, dataset, data.report
-            )
+        prepared = [_prepare_series(series, settings, windows, dataset) for series in data.series]
+        outcomes = fit_many(
+            settings.model,
+            [FitJob(p.series.id, p.train_part, clip) for p in prepared],
+            keep_forecast=plots,
+            progress=progress,
+        )
+        failures = describe_failures(outcomes)
+        for p, outcome in zip(prepared, outcomes, strict=True):
+            series, fitted = p.series, outcome.fitted
+            model, entry, t_hold = _finish_series(p, fitted, params, data.report)
+            if outcome.error:
+                entry["fit_error"] = outcome.error
             models[series.id] = model
             t_all = _epoch(series.frame)
             y_all = series.frame["y"].to_numpy(float)
@@ -111,6 +126,7 @@ def train(
                     staged=staged,
                     ylabel=_ylabel(data.report.value_column, data.report.unit),
                 )
+            fitted.forecast = None  # the plots are drawn: spare a fleet's memory
 
         artifact = ModelArtifact(
             models=models,
@@ -132,7 +148,10 @@ def train(
             "train_ratio": settings.model.train_ratio,
             "scoring": settings.scoring.model_dump(mode="json"),
             "series": per_series,
-            "plots": [str(p) for p in plot_files],
+            "plots": [str(f) for f in plot_files],
+            "fit_failures": failures,
+            "n_jobs": settings.model.n_jobs,
+            "dask_scheduler": settings.model.dask_scheduler,
             "train_seconds": round(time.perf_counter() - started, 3),
         }
         metadata_path = artifact_path.parent / "model_metadata.json"
@@ -147,16 +166,25 @@ def train(
     return TrainResult(artifact, artifact_path, size, metadata_path, metadata, plot_files)
 
 
-def _train_series(
+@dataclass
+class _Prepared:
+    """A series cleaned for its fit: the rows to fit, the holdout, and what cleaning left out."""
+
+    series: Series
+    train_part: pd.DataFrame
+    holdout: pd.DataFrame
+    excluded: int
+    outliers: int
+    step: float | None
+
+
+def _prepare_series(
     series: Series,
     settings: Settings,
     windows: dict[str, list[tuple[float, float]]],
-    clip: tuple[float, float] | None,
-    params: ScoreParams,
     dataset: str | Path,
-    report: LoadReport,
-) -> tuple[SeriesModel, dict[str, Any], Any, np.ndarray]:
-    """Clean, fit and measure one series; return its model, metadata entry, fit and holdout times."""
+) -> _Prepared:
+    """Split and clean one series for its fit (labelled windows, outliers, aggregation)."""
     m = settings.model
     train_part, holdout = split_series(series, m.train_ratio)
     excluded = 0
@@ -205,7 +233,14 @@ def _train_series(
                 f"seasonality (it needs {_duration(2 * period)}); the model has no {name} pattern: "
                 f"supply more history or set model.{name}_seasonality: false"
             )
-    fitted = fit_with_fallback(m, train_part, clip=clip)
+    return _Prepared(series, train_part, holdout, excluded, int(outliers.sum()), step)
+
+
+def _finish_series(
+    p: _Prepared, fitted: FittedModel, params: ScoreParams, report: LoadReport
+) -> tuple[SeriesModel, dict[str, Any], np.ndarray]:
+    """Wrap and measure one fitted series; return its model, metadata entry and holdout times."""
+    series, train_part, holdout = p.series, p.train_part, p.holdout
     if fitted.note:
         logger.warning(f"series {series.id}: {fitted.note}")
     model = SeriesModel.from_fitted(
@@ -218,9 +253,9 @@ def _train_series(
         "note": fitted.note,
         "rows_train": len(train_part),
         "rows_holdout": len(holdout),
-        "rows_excluded_by_labels": excluded,
-        "rows_excluded_as_outliers": int(outliers.sum()),
-        "aggregated_to_seconds": step,
+        "rows_excluded_by_labels": p.excluded,
+        "rows_excluded_as_outliers": p.outliers,
+        "aggregated_to_seconds": p.step,
         "train_start": model.to_dict()["training"]["start"],
         "train_end": model.to_dict()["training"]["end"],
         "fit_seconds": round(fitted.fit_seconds, 3),
@@ -236,7 +271,7 @@ def _train_series(
         f"{hold.get('coverage', float('nan')):.1%}, MAPE "
         + (f"{mape:.1f}%" if mape is not None else "n/a (no value of at least 1)")
     )
-    return model, entry, fitted, t_hold
+    return model, entry, t_hold
 
 
 class _Staged:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -60,18 +61,51 @@ def test_round_trip_keeps_band_and_forecast(tmp_path, prophet_model):
     )
 
 
-def test_artifact_is_json_with_an_envelope_and_no_pickle(tmp_path, prophet_model):
+def test_artifact_is_json_lines_with_an_envelope_and_no_pickle(tmp_path, prophet_model):
     path = tmp_path / "m.json"
     save_artifact(artifact_of(prophet_model), path)
     raw = path.read_bytes()
     assert raw[:1] == b"{" and b"\x80\x04" not in raw[:2]  # not a pickle protocol header
-    data = json.loads(raw)
-    assert data["schema_version"] == SCHEMA_VERSION
-    assert {"model_version", "created_at", "config_hash", "versions", "series"} <= set(data)
-    assert {"prophet", "pandas", "numpy", "python", "app"} <= set(data["versions"])
-    entry = data["series"][0]
+    header, entry = (json.loads(line) for line in raw.decode().splitlines())
+    assert header["schema_version"] == SCHEMA_VERSION == 2 and header["series_count"] == 1
+    assert {"model_version", "created_at", "config_hash", "versions"} <= set(header)
+    assert {"prophet", "pandas", "numpy", "python", "app"} <= set(header["versions"])
     assert entry["training"]["rows"] == prophet_model.train_rows
     assert isinstance(entry["prophet"], str) and "params" in json.loads(entry["prophet"])
+    # The band travels as float64 bytes, Prophet's state without its training rows.
+    assert entry["band"]["dtype"] == "<f8" and isinstance(entry["band"]["yhat"], str)
+    assert len(json.loads(json.loads(entry["prophet"])["history"])["data"]) == 2
+
+
+def test_a_schema_1_artifact_is_still_read_exactly(tmp_path, prophet_model):
+    artifact = artifact_of(prophet_model)
+    old = artifact.to_dict() | {"schema_version": 1}
+    for entry, model in zip(old["series"], artifact.models.values(), strict=True):
+        entry["band"] = model.band.to_dict()
+    path = tmp_path / "v1.json"
+    path.write_text(json.dumps(old))
+    (model,) = load_artifact(path).models.values()
+    assert model.band.equals(prophet_model.band) and model.prophet == prophet_model.params
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda lines: lines[:1], "holds 0 series, its envelope names 1"),
+        (
+            lambda lines: [lines[0], re.sub('"yhat":"....', '"yhat":"////', lines[1], count=1)],
+            "band checksum mismatch",
+        ),
+        (lambda lines: [lines[0], lines[1][:-40]], "not a JSON model artifact (line 2"),
+    ],
+)
+def test_a_damaged_artifact_is_refused_with_one_line(tmp_path, prophet_model, damage, message):
+    path = tmp_path / "m.json"
+    save_artifact(artifact_of(prophet_model), path)
+    path.write_text("\n".join(damage(path.read_text().splitlines())) + "\n")
+    with pytest.raises(ModelError) as info:
+        load_artifact(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
 
 
 def test_band_covers_training_span_and_horizon(prophet_model):

@@ -1,19 +1,22 @@
-"""Save and load the model artifact: one JSON file, never a pickle.
+"""Save and load the model artifact: JSON Lines, one series a line, never a pickle.
 
-The envelope::
+Schema version 2 (written): line 1 is the envelope, each further line one series::
 
-    {"schema": "anomaly-detector/model", "schema_version": 1, "model_version": "20261123T152000Z-ab12",
+    {"schema": "anomaly-detector/model", "schema_version": 2, "model_version": "20261123T152000Z-ab12",
      "created_at": ..., "config_hash": "sha256:...", "model_settings": {...},
      "versions": {"app": ..., "prophet": ..., "pandas": ..., "numpy": ..., "python": ...},
-     "series": [{"id": "host=web-01", "labels": {...}, "kind": "prophet", "unit": "percent", "scale": 1.0,
-                 "training": {"start": ..., "end": ..., "rows": ..., "fit_seconds": ...},
-                 "band": {"start", "step", "trained_until", "yhat", "lower", "upper"},
-                 "prophet": "<Prophet's own model_to_json text>" | null, "note": ""}]}
+     "series_count": 1000}
+    {"id": "host=web-01", "labels": {...}, "kind": "prophet", "unit": "percent", "scale": 1.0,
+     "training": {"start": ..., "end": ..., "rows": ..., "fit_seconds": ...},
+     "band": {"start", "step", "trained_until", "n", "dtype": "<f8", "sha256",
+              "yhat", "lower", "upper": base64 of little-endian float64},
+     "prophet": "<Prophet's model_to_json text, history cut to two rows>" | null, "note": ""}
 
-Loading checks the schema and version and never needs Prophet: the band is all the monitor uses.
-Prophet's serialisation is kept, as the exact text ``model_to_json`` produced, so the model itself can
-be inspected or re-forecast (``SeriesModel.prophet_model``); as text it costs a fifth of the memory a
-parsed copy would in a daemon holding hundreds of series.
+The loader reads a line at a time (a fleet's file is never held whole in memory), checks every band's
+SHA-256 and its length, and never needs Prophet: the band is all the monitor uses. Schema version 1
+(one JSON object, ``"series": [...]`` with the bands as JSON number lists) is still read.
+Prophet's serialisation is kept as text so the model itself can be inspected or re-forecast
+(``SeriesModel.prophet_model``); without its training rows it is a few kilobytes.
 """
 
 from __future__ import annotations
@@ -35,10 +38,19 @@ from core.timegrid import iso_to_epoch, to_iso
 if TYPE_CHECKING:
     from core.model.forecaster import FittedModel
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "ModelArtifact", "SeriesModel", "load_artifact", "save_artifact"]
+__all__ = [
+    "READABLE_VERSIONS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "ModelArtifact",
+    "SeriesModel",
+    "load_artifact",
+    "save_artifact",
+]
 
 SCHEMA = "anomaly-detector/model"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 
 @dataclass
@@ -92,7 +104,7 @@ class SeriesModel:
                 "rows": self.train_rows,
                 "fit_seconds": round(self.fit_seconds, 3),
             },
-            "band": self.band.to_dict(),
+            "band": self.band.to_compact(),
             "prophet": self.prophet,
             "note": self.note,
         }
@@ -105,7 +117,9 @@ class SeriesModel:
             id=str(data["id"]),
             labels={str(k): str(v) for k, v in data.get("labels", {}).items()},
             kind=str(data["kind"]),
-            band=Band.from_dict(data["band"]),
+            band=Band.from_compact(data["band"])
+            if "sha256" in data["band"]
+            else Band.from_dict(data["band"]),
             unit=str(data.get("unit", "raw")),
             scale=float(data.get("scale", 1.0)),
             train_start=iso_to_epoch(training["start"]),
@@ -147,6 +161,19 @@ class ModelArtifact:
         if not self.versions:
             self.versions = package_versions()
 
+    def header(self) -> dict[str, Any]:
+        """Return the envelope line of the file (everything but the series)."""
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "model_version": self.model_version,
+            "created_at": self.created_at,
+            "config_hash": self.config_hash,
+            "model_settings": self.model_settings,
+            "versions": self.versions,
+            "series_count": len(self.models),
+        }
+
     def to_dict(self) -> dict[str, Any]:
         """Return the whole envelope as JSON-able data."""
         return {
@@ -173,9 +200,11 @@ def package_versions() -> dict[str, str]:
 
 
 def save_artifact(artifact: ModelArtifact, path: str | Path) -> int:
-    """Write the artifact atomically as JSON, streamed (no whole-file string); return its size in bytes."""
+    """Write the artifact atomically, one line per series (no whole-file string); return its size."""
     with atomic_open(path) as handle:
-        json.dump(artifact.to_dict(), handle, allow_nan=False, separators=(",", ":"))
+        handle.write(json.dumps(artifact.header(), allow_nan=False, separators=(",", ":")) + "\n")
+        for model in artifact.models.values():
+            handle.write(json.dumps(model.to_dict(), allow_nan=False, separators=(",", ":")) + "\n")
     return Path(path).stat().st_size
 
 
@@ -187,33 +216,55 @@ def load_artifact(path: str | Path) -> ModelArtifact:
             f"{file}: model file not found; run 'python main.py --mode train' first or pass --model-path"
         )
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        with file.open(encoding="utf-8") as handle:
+            data = _json_line(file, handle.readline(), 1)
+            _check_envelope(file, data)
+            if data["schema_version"] == 1:
+                entries: Any = data.get("series")
+            else:
+                entries = [_json_line(file, line, n) for n, line in enumerate(handle, start=2)]
+                if len(entries) != data.get("series_count"):
+                    raise ModelError(
+                        f"{file}: holds {len(entries)} series, its envelope names {data.get('series_count')} "
+                        f"(a truncated copy?); copy it again or retrain with --mode train"
+                    )
+            return _artifact(data, entries)
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{file}: cannot read model file ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise ModelError(
-            f"{file}: not a JSON model artifact (line {exc.lineno}: {exc.msg}); retrain with --mode train"
-        ) from exc
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise ModelError(f"{file}: not a model artifact of this tool (schema {SCHEMA!r} expected); retrain")
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise ModelError(
-            f"{file}: artifact schema version {version} is not supported "
-            f"(this build reads {SCHEMA_VERSION}); "
-            f"retrain with --mode train"
-        )
-    try:
-        models = [SeriesModel.from_dict(entry) for entry in data["series"]]
-        return ModelArtifact(
-            models={m.id: m for m in models},
-            config_hash=str(data["config_hash"]),
-            model_settings=dict(data.get("model_settings", {})),
-            model_version=str(data.get("model_version", "")),
-            created_at=str(data.get("created_at", "")),
-            versions=dict(data.get("versions", {})),
-        )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(
             f"{file}: artifact is incomplete or corrupt ({exc!r}); retrain with --mode train"
         ) from exc
+
+
+def _json_line(file: Path, line: str, number: int) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ModelError(
+            f"{file}: not a JSON model artifact (line {number}: {exc.msg}); retrain with --mode train"
+        ) from exc
+
+
+def _check_envelope(file: Path, data: Any) -> None:
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        raise ModelError(f"{file}: not a model artifact of this tool (schema {SCHEMA!r} expected); retrain")
+    version = data.get("schema_version")
+    if version not in READABLE_VERSIONS:
+        raise ModelError(
+            f"{file}: artifact schema version {version} is not supported "
+            f"(this build reads {', '.join(map(str, READABLE_VERSIONS))}); "
+            f"retrain with --mode train"
+        )
+
+
+def _artifact(data: dict[str, Any], entries: Any) -> ModelArtifact:
+    models = [SeriesModel.from_dict(entry) for entry in entries]
+    return ModelArtifact(
+        models={m.id: m for m in models},
+        config_hash=str(data["config_hash"]),
+        model_settings=dict(data.get("model_settings", {})),
+        model_version=str(data.get("model_version", "")),
+        created_at=str(data.get("created_at", "")),
+        versions=dict(data.get("versions", {})),
+    )

@@ -137,8 +137,13 @@ class ProphetForecaster:
         t = to_epoch(frame["ds"])
         model = self._new_model(float(t[-1] - t[0]))
         train = self._frame(frame["ds"]).assign(y=frame["y"].to_numpy(float))
+        timeout = self.settings.fit_timeout_seconds
         try:
-            model.fit(train)
+            # cmdstanpy stops an optimisation that runs past ``timeout`` (TimeoutError): the series
+            # falls back instead of holding a worker.
+            model.fit(train, **({"timeout": timeout} if timeout else {}))
+        except TimeoutError as exc:
+            raise FitError(f"Prophet fit timed out after {timeout:g} s (model.fit_timeout_seconds)") from exc
         except Exception as exc:  # Prophet/Stan raise a variety of errors; the caller may fall back
             raise FitError(f"Prophet fit failed: {exc}") from exc
         start, step, n = _grid(t, self.settings.horizon_days * DAY, self.settings.band_step_seconds)
@@ -171,12 +176,10 @@ class ProphetForecaster:
             q_low, q_high = np.quantile(frame["y"].to_numpy(float) - fitted, [alpha, 1 - alpha])
             lower, upper = yhat + min(q_low, 0.0), yhat + max(q_high, 0.0)
         band = Band(start=start, step=step, yhat=yhat, lower=lower, upper=upper, trained_until=float(t[-1]))
-        from prophet.serialize import model_to_json
-
         return FittedModel(
             kind=self.kind,
             band=_clip(band, clip),
-            params=model_to_json(model),
+            params=_state_json(model),
             train_start=float(t[0]),
             train_end=float(t[-1]),
             train_rows=len(frame),
@@ -276,6 +279,22 @@ class ProfileForecaster:
             train_rows=len(frame),
             fit_seconds=time.perf_counter() - started,
         )
+
+
+def _state_json(model: Any) -> str:
+    """Return Prophet's ``model_to_json`` of a fitted model without its training history.
+
+    The history (every training row, a megabyte a series) is cut to its last two rows: Prophet still
+    rebuilds from it and forecasts any explicit dates, and refits read the source's history anyway.
+    """
+    from prophet.serialize import model_to_json
+
+    history, dates = model.history, model.history_dates
+    model.history, model.history_dates = history.tail(2), dates.iloc[[0, -1]]
+    try:
+        return str(model_to_json(model))
+    finally:
+        model.history, model.history_dates = history, dates
 
 
 def prophet_input(local: pd.DatetimeIndex | pd.Series) -> pd.DataFrame:

@@ -72,25 +72,37 @@ def _pattern(profile: CpuProfile, t: np.ndarray) -> np.ndarray:
     return profile.base + swing + batch
 
 
+def _salt(key: str, seed: int) -> np.uint64:
+    digest = hashlib.sha256(f"{key}:{seed}".encode()).digest()
+    return np.uint64(int.from_bytes(digest[:8], "little"))
+
+
+def _white(s: np.ndarray, salt: np.uint64 | np.ndarray) -> np.ndarray:
+    x = s * np.uint64(0x9E3779B97F4A7C15) ^ salt
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    return np.sqrt(-2 * np.log(np.clip(u, 1e-12, 1.0))) * np.cos(
+        2 * np.pi * ((x & np.uint64(0xFFFF)) / 65536.0)
+    )
+
+
+def _mixed(t: np.ndarray, salt: np.uint64 | np.ndarray) -> np.ndarray:
+    """Return unit-scale noise at ``t`` for one salt, or for a column of salts (one row per host)."""
+    slots = np.floor(t / 60.0).astype(np.int64).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        mixed = (
+            0.6 * _white(slots, salt)
+            + 0.35 * _white(slots - np.uint64(5), salt)
+            + 0.25 * _white(slots - np.uint64(15), salt)
+        )
+    return mixed
+
+
 def _noise(key: str, t: np.ndarray, seed: int, scale: float) -> np.ndarray:
     """Smooth-ish noise that depends only on (key, timestamp, seed): hashed white noise, lightly mixed."""
-    digest = hashlib.sha256(f"{key}:{seed}".encode()).digest()
-    salt = np.uint64(int.from_bytes(digest[:8], "little"))
-    slots = np.floor(t / 60.0).astype(np.int64).astype(np.uint64)
-
-    def white(s: np.ndarray) -> np.ndarray:
-        x = s * np.uint64(0x9E3779B97F4A7C15) ^ salt
-        x ^= x >> np.uint64(33)
-        x *= np.uint64(0xFF51AFD7ED558CCD)
-        x ^= x >> np.uint64(33)
-        u = (x >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-        return np.sqrt(-2 * np.log(np.clip(u, 1e-12, 1.0))) * np.cos(
-            2 * np.pi * ((x & np.uint64(0xFFFF)) / 65536.0)
-        )
-
-    with np.errstate(over="ignore"):
-        mixed = 0.6 * white(slots) + 0.35 * white(slots - np.uint64(5)) + 0.25 * white(slots - np.uint64(15))
-    return scale * mixed / np.sqrt(0.6**2 + 0.35**2 + 0.25**2)
+    return scale * _mixed(t, _salt(key, seed)) / np.sqrt(0.6**2 + 0.35**2 + 0.25**2)
 
 
 def simulate(
@@ -142,20 +154,53 @@ class SimulatorSource:
         self.noise = noise
         self.anomaly_rate = anomaly_rate
         self.anomalies = anomalies or {}
+        self._salts: np.ndarray | None = None
 
     def poll(self, now: float, last_seen: Mapping[str, float]) -> list[PointBatch]:
-        """Return every host's grid points after its last seen time (only the latest for new hosts)."""
+        """Return every host's grid points after its last seen time (only the latest for new hosts).
+
+        Hosts last seen at the same time (all of them, on a steady tick) are generated together, as
+        one (hosts x times) array: the same values as one host at a time, without a loop per host.
+        """
         limit = max(1, int(self.max_catchup // self.interval))
-        batches = []
-        for host, profile in self.hosts:
-            ref = self.refs[host]
-            if ref.id in last_seen:
-                t = grid_times(last_seen[ref.id], now, self.interval, limit=limit)
-            else:
+        groups: dict[float | None, list[int]] = {}
+        for i, (host, _) in enumerate(self.hosts):
+            groups.setdefault(last_seen.get(self.refs[host].id), []).append(i)
+        out: list[tuple[int, PointBatch]] = []
+        for seen, members in groups.items():
+            if seen is None:
                 t = np.array([align_down(now, self.interval)])
-            if len(t):
-                batches.append(PointBatch(ref, t, self.values(host, profile, t), self.name))
-        return batches
+            else:
+                t = grid_times(seen, now, self.interval, limit=limit)
+            if not len(t):
+                continue
+            values = self._values_many(members, t)
+            for row, i in enumerate(members):
+                host = self.hosts[i][0]
+                out.append((i, PointBatch(self.refs[host], t, values[row], self.name)))
+        out.sort(key=lambda pair: pair[0])  # host order, as a host-by-host poll gives
+        return [batch for _, batch in out]
+
+    def _values_many(self, members: list[int], t: np.ndarray) -> np.ndarray:
+        """Return the values of hosts ``members`` (indices into ``hosts``) at ``t``: one row per host."""
+        if self._salts is None:
+            self._salts = np.array([_salt(host, self.seed) for host, _ in self.hosts], dtype=np.uint64)
+        idx = np.asarray(members)
+        mixed = _mixed(t[None, :], self._salts[idx][:, None])
+        norm = np.sqrt(0.6**2 + 0.35**2 + 0.25**2)
+        out = np.empty((len(members), len(t)))
+        for name, prof in PROFILES.items():
+            rows = np.fromiter((self.hosts[i][1] == name for i in members), bool, len(members))
+            if rows.any():
+                scale = prof.noise * self.noise / 2.0
+                out[rows] = np.clip(_pattern(prof, t)[None, :] + scale * mixed[rows] / norm, 0.0, 100.0)
+        for row, i in enumerate(members):
+            host = self.hosts[i][0]
+            if self.anomalies.get(host):
+                out[row] = self.values(host, self.hosts[i][1], t)
+            elif self.anomaly_rate > 0:
+                out[row] = self._random_incidents(host, t, out[row])
+        return out
 
     def history(
         self, series: SeriesRef, start: float, end: float, max_points: int | None = None
