@@ -31,14 +31,18 @@ from core.scoring import ScoreParams
 from core.sharding import parse_shard
 
 __all__ = [
+    "CPU_METRIC",
     "ENV_VARS",
     "SEVERITIES",
     "AlertRuleSettings",
     "AlertSettings",
+    "METRIC_LABEL",
     "DataSettings",
     "EvaluationSettings",
     "InfluxSettings",
     "LoggingSettings",
+    "MetricModelSettings",
+    "MetricSettings",
     "ModelSettings",
     "MonitoringSettings",
     "PrometheusSettings",
@@ -221,6 +225,67 @@ class PrometheusSettings(_Section):
     verify_tls: bool = True
     ca_file: str | None = None
     bearer_token_file: str | None = None
+
+
+Unit = Literal["percent", "ratio", "seconds", "count/s", "raw"]
+# The physical range each unit implies (None = unbounded on that side); values outside are invalid.
+UNIT_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "percent": (0.0, 100.0),
+    "ratio": (0.0, 1.0),
+    "seconds": (0.0, None),
+    "count/s": (0.0, None),
+    "raw": (None, None),
+}
+# The metric written in the seed schema (cpu_metrics / cpu_usage); its series ids carry no metric label.
+CPU_METRIC = "cpu"
+# The label (and InfluxDB tag) that names the metric of every other series.
+METRIC_LABEL = "metric"
+
+
+class MetricModelSettings(_Section):
+    """Per-metric overrides of the ``model`` section (None = the section's value)."""
+
+    daily_seasonality: bool | None = None
+    weekly_seasonality: bool | None = None
+    yearly_seasonality: bool | None = None
+    interval_width: float | None = Field(None, gt=0, lt=1)
+
+
+class MetricSettings(_Section):
+    """One monitored metric: a PromQL query (one series per label set) and how to judge its values."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$")
+    query: str = Field(min_length=1)
+    host_label: str = "instance"
+    unit: Unit = "raw"
+    physical_range: tuple[float | None, float | None] | None = None
+    model: MetricModelSettings = Field(default_factory=MetricModelSettings)
+    side: Literal["above", "below", "both"] = "both"
+    dead_zone: float = Field(0.0, ge=0)
+    warning: float | None = None
+    critical: float | None = None
+
+    @property
+    def limits(self) -> tuple[float | None, float | None]:
+        """Return the physical range of the values: the declared one, else the unit's."""
+        return self.physical_range if self.physical_range is not None else UNIT_RANGES[self.unit]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MetricSettings:
+        low, high = self.limits
+        if low is not None and high is not None and not low < high:
+            raise ValueError(f"physical_range of {self.name!r} must be [low, high] with low < high")
+        if self.warning is not None and self.critical is not None:
+            if self.side != "below" and self.warning > self.critical:
+                raise ValueError(f"{self.name}: warning ({self.warning}) above critical ({self.critical})")
+            if self.side == "below" and self.warning < self.critical:
+                raise ValueError(f"{self.name}: side below needs warning ({self.warning}) >= critical")
+        return self
+
+    def model_settings(self, base: ModelSettings) -> ModelSettings:
+        """Return ``base`` with this metric's overrides applied."""
+        update = {k: v for k, v in self.model.model_dump().items() if v is not None}
+        return base.model_copy(update=update) if update else base
 
 
 class InfluxSettings(_Section):
@@ -456,6 +521,35 @@ class Settings(_Section):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: tuple[MetricSettings, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_metrics(self) -> Settings:
+        names = [m.name for m in self.metrics]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"metrics: the name {name!r} is used twice; metric names must be unique")
+        return self
+
+    def metric_list(self) -> tuple[MetricSettings, ...]:
+        """Return the metrics the daemon polls: ``metrics``, else today's one query (``prometheus``).
+
+        Without a ``metrics:`` section the one metric is ``cpu`` over ``prometheus.query``: percent
+        when that is the built-in CPU query (as it always was), raw for a query of the operator's own.
+        """
+        if self.metrics:
+            return self.metrics
+        p, s = self.prometheus, self.scoring
+        return (
+            MetricSettings(
+                name=CPU_METRIC,
+                query=p.query,
+                host_label=p.host_label,
+                unit="percent" if p.default_query else "raw",
+                side=s.direction,
+                dead_zone=s.min_deviation,
+            ),
+        )
 
     def model_hash(self) -> str:
         """Return a short, stable hash of everything that changes what a trained model is."""

@@ -70,7 +70,8 @@ def open_source(settings: Settings) -> Source:
         )
     from core.sources.prometheus import PrometheusSource
 
-    source = PrometheusSource.from_settings(p, m)
+    metrics = settings.metric_list()
+    source = PrometheusSource.from_settings(p, m, metrics)
     try:
         now_series = source.check()
     except SourceUnavailable as exc:
@@ -83,5 +84,6 @@ def open_source(settings: Settings) -> Source:
         )
         simulator.fallback_for = "Prometheus unreachable"
         return simulator
-    logger.info(f"source: Prometheus at {source.url}, query {p.query!r} ({now_series} series now)")
+    names = ", ".join(f"{x.name} ({x.query!r})" for x in metrics)
+    logger.info(f"source: Prometheus at {source.url}, metrics {names} ({now_series} series now)")
     return source

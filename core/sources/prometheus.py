@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -32,18 +33,45 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
+from core.config import CPU_METRIC, METRIC_LABEL
 from core.errors import ConfigError, SourceError
 from core.records import PointBatch, SeriesRef
 from core.sources.prometheus_http import PrometheusHTTP, read_token, redact, snippet
 from core.timegrid import align_down
 
 if TYPE_CHECKING:
-    from core.config import MonitoringSettings, PrometheusSettings
+    from core.config import MetricSettings, MonitoringSettings, PrometheusSettings
 
-__all__ = ["MAX_POINTS_PER_REQUEST", "PrometheusSource"]
+__all__ = ["MAX_POINTS_PER_REQUEST", "MetricQuery", "PrometheusSource", "metric_of"]
 
 # Prometheus refuses range queries of more than 11,000 points per series; keep a margin.
 MAX_POINTS_PER_REQUEST = 10_000
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One metric the source polls: its name, its PromQL query and the label naming the host.
+
+    Series of the metric named ``cpu`` (the seed schema) keep the label set the query returns; every
+    other metric's series carry a ``metric`` label first, so ids of different metrics never collide.
+    """
+
+    name: str
+    query: str
+    host_label: str = "instance"
+
+    def ref(self, labels: Mapping[str, str]) -> SeriesRef:
+        """Return the series of ``labels`` (as the query returned them) under this metric."""
+        plain = SeriesRef.from_labels(labels, self.host_label)
+        if self.name == CPU_METRIC:
+            return plain
+        pairs = ((METRIC_LABEL, self.name), *((k, v) for k, v in plain.labels if k != METRIC_LABEL))
+        return SeriesRef(labels=pairs, host=plain.host)
+
+
+def metric_of(series: SeriesRef) -> str:
+    """Return the metric a series belongs to (its ``metric`` label, else ``cpu``)."""
+    return dict(series.labels).get(METRIC_LABEL, CPU_METRIC)
 
 
 @dataclass
@@ -74,6 +102,7 @@ class PrometheusSource:
         ca_file: str | None = None,
         bearer_token_file: str | None = None,
         history_max_points: int = 50_000,
+        metrics: Sequence[MetricQuery] | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], object] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -92,7 +121,8 @@ class PrometheusSource:
                 f"prometheus.ca_file: {ca_file!r} not found; name a PEM file of CA certificates"
             )
         self.url = redact(url.rstrip("/"))
-        self.query = query
+        self.metrics = list(metrics) if metrics else [MetricQuery(CPU_METRIC, query, host_label)]
+        self.query = self.metrics[0].query
         self.interval = float(interval)
         self.max_catchup = float(max_catchup)
         self.host_label = host_label
@@ -121,9 +151,13 @@ class PrometheusSource:
 
     @classmethod
     def from_settings(
-        cls, prometheus: PrometheusSettings, monitoring: MonitoringSettings, **kwargs: Any
+        cls,
+        prometheus: PrometheusSettings,
+        monitoring: MonitoringSettings,
+        metrics: Sequence[MetricSettings] = (),
+        **kwargs: Any,
     ) -> PrometheusSource:
-        """Build a source from the ``prometheus`` and ``monitoring`` settings sections."""
+        """Build a source from the ``prometheus`` and ``monitoring`` settings and the metrics to poll."""
         if not prometheus.url:
             raise ConfigError("prometheus.url is not set; set it in the config file or PROMETHEUS_URL")
         return cls(
@@ -137,11 +171,13 @@ class PrometheusSource:
             verify_tls=prometheus.verify_tls,
             ca_file=prometheus.ca_file,
             bearer_token_file=prometheus.bearer_token_file,
+            metrics=[MetricQuery(m.name, m.query, m.host_label) for m in metrics] if metrics else None,
             **kwargs,
         )
 
     def __repr__(self) -> str:
-        return f"PrometheusSource({self.url!r}, query={self.query!r}, interval={self.interval:g})"
+        names = ",".join(m.name for m in self.metrics)
+        return f"PrometheusSource({self.url!r}, metrics={names}, interval={self.interval:g})"
 
     # -- the Source protocol -----------------------------------------------------------------------
 
@@ -190,7 +226,9 @@ class PrometheusSource:
             return self._batch(series, np.empty(0, dtype=np.int64), np.empty(0))
         step = max(1, -((k_first - k_last - 1) // limit))
         k_first = -(-k_first // step) * step
-        fetched = self._guard(lambda: self._fetch(k_first, k_last, step))
+        name = metric_of(series)
+        wanted = [m for m in self.metrics if m.name == name]
+        fetched = self._guard(lambda: self._fetch(k_first, k_last, step, wanted))
         found = fetched.get(series.id)
         if found is None:
             return self._batch(series, np.empty(0, dtype=np.int64), np.empty(0))
@@ -202,9 +240,14 @@ class PrometheusSource:
         Raise :class:`SourceUnavailable` at once when Prometheus cannot be reached, and
         :class:`SourceError` when it answers but rejects the query or is not a Prometheus API.
         """
-        params = {"query": self.query, "timeout": repr(self.timeout)}
-        data = self._guard(lambda: self._get("/api/v1/query", params, attempts=1))
-        return len(self._guard(lambda: self._parse(data, "vector", None)))
+        found = 0
+        for metric in self.metrics:
+            found += self._guard(partial(self._check_one, metric))
+        return found
+
+    def _check_one(self, metric: MetricQuery) -> int:
+        params = {"query": metric.query, "timeout": repr(self.timeout)}
+        return len(self._parse(self._get("/api/v1/query", params, attempts=1), "vector", None, metric))
 
     def close(self) -> None:
         """Close the HTTP session (an injected one too: the source owns it from then on)."""
@@ -212,23 +255,33 @@ class PrometheusSource:
 
     # -- fetching ----------------------------------------------------------------------------------
 
-    def _fetch(self, k_first: int, k_last: int, step: int) -> dict[str, _Series]:
-        """Return every series at grid indices ``k_first, k_first + step, ..., <= k_last``."""
+    def _fetch(
+        self, k_first: int, k_last: int, step: int, metrics: Sequence[MetricQuery] | None = None
+    ) -> dict[str, _Series]:
+        """Return every series of every metric at grid indices ``k_first, k_first + step, ..., <= k_last``."""
+        out: dict[str, _Series] = {}
+        for metric in self.metrics if metrics is None else metrics:
+            out.update(self._fetch_one(metric, k_first, k_last, step))
+        return out
+
+    def _fetch_one(self, metric: MetricQuery, k_first: int, k_last: int, step: int) -> dict[str, _Series]:
+        """Return every series of one metric at grid indices ``k_first, k_first + step, ..., <= k_last``."""
         if k_first == k_last:
-            params = {"query": self.query, "time": self._ts(k_last), "timeout": repr(self.timeout)}
-            return self._parse(self._get("/api/v1/query", params), "vector", (k_last, k_last))
+            params = {"query": metric.query, "time": self._ts(k_last), "timeout": repr(self.timeout)}
+            return self._parse(self._get("/api/v1/query", params), "vector", (k_last, k_last), metric)
         merged: dict[str, list[_Series]] = {}
         a = k_first
         while a <= k_last:
             b = min(k_last, a + (MAX_POINTS_PER_REQUEST - 1) * step)
             params = {
-                "query": self.query,
+                "query": metric.query,
                 "start": self._ts(a),
                 "end": self._ts(b),
                 "step": repr(step * self.interval),
                 "timeout": repr(self.timeout),
             }
-            for sid, part in self._parse(self._get("/api/v1/query_range", params), "matrix", (a, b)).items():
+            answer = self._get("/api/v1/query_range", params)
+            for sid, part in self._parse(answer, "matrix", (a, b), metric).items():
                 merged.setdefault(sid, []).append(part)
             a = b + step
         out = {}
@@ -245,9 +298,11 @@ class PrometheusSource:
             endpoint, params, attempts=self.max_retries + 1 if attempts is None else attempts
         )
 
-    def _parse(self, data: Any, expected: str, window: tuple[int, int] | None) -> dict[str, _Series]:
-        """Turn ``data`` of a query answer into series; keep grid indices inside ``window``."""
-        where = f"Prometheus at {self.url}: query {self.query!r}"
+    def _parse(
+        self, data: Any, expected: str, window: tuple[int, int] | None, metric: MetricQuery
+    ) -> dict[str, _Series]:
+        """Turn ``data`` of a query answer into series of ``metric``; keep grid indices inside ``window``."""
+        where = f"Prometheus at {self.url}: query {metric.query!r}"
         if not isinstance(data, dict) or "result" not in data:
             raise SourceError(f"{where}: malformed answer (no data.result); is it a Prometheus API?")
         kind, result = data.get("resultType"), data["result"]
@@ -266,7 +321,7 @@ class PrometheusSource:
         out: dict[str, _Series] = {}
         for item in result:
             labels, samples = _item(item, "value" if expected == "vector" else "values", where)
-            ref = SeriesRef.from_labels(labels, self.host_label)
+            ref = metric.ref(labels)
             if ref.id in out:
                 raise SourceError(
                     f"{where}: two series share the labels {ref.id!r} once the metric name is dropped; "
