@@ -176,16 +176,8 @@ class ModelArtifact:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the whole envelope as JSON-able data."""
-        return {
-            "schema": SCHEMA,
-            "schema_version": SCHEMA_VERSION,
-            "model_version": self.model_version,
-            "created_at": self.created_at,
-            "config_hash": self.config_hash,
-            "model_settings": self.model_settings,
-            "versions": self.versions,
-            "series": [m.to_dict() for m in self.models.values()],
-        }
+        envelope = {k: v for k, v in self.header().items() if k != "series_count"}
+        return {**envelope, "series": [m.to_dict() for m in self.models.values()]}
 
 
 def package_versions() -> dict[str, str]:
