@@ -423,6 +423,13 @@ def test_any_sequence_of_appends_reads_commits_and_reopens_delivers_exactly_once
 # Found by hypothesis: the spool deleted a segment whose records were read (in flight) but not yet
 # acknowledged, then the process died; those records must be counted as dropped, not vanish.
 @example(ops=[("append", 10), ("read", 10), ("append", 1), ("reopen", 0)], segment_records=5, max_segments=2)
+# Found by hypothesis: records read, their segment deleted, then acknowledged after a later segment was
+# skipped too; the acknowledgement must take them off the risk, or a restart counts them lost as well.
+@example(
+    ops=[("append", 1)] * 4 + [("read", 1)] + [("append", 1)] * 3 + [("commit", 0), ("reopen", 0)],
+    segment_records=2,
+    max_segments=1,
+)
 def test_a_full_spool_drops_only_the_oldest_and_never_reorders_or_repeats(
     tmp_path_factory: pytest.TempPathFactory,
     ops: list[tuple[str, int]],

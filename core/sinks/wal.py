@@ -428,7 +428,7 @@ class Cursor:
         # first. Kept in the cursor file, so a restart counts them as dropped instead of losing them
         # silently (see _drop_segment).
         self._at_risk = 0
-        self._risk_seq = -1
+        self._risks: dict[int, tuple[int, int]] = {}  # segment -> in-flight lines [start, end)
         self._next_path = self.path.with_name(f".{self.path.name}.next")
         self._prepared: tuple[int, int] | None = None
         with log._lock:
@@ -564,11 +564,12 @@ class Cursor:
         with self.log._lock:
             prepared = self._prepared == pos.key
             self._prepared = None
+            cleared = self._acknowledge_risk(pos)
             pos = self.log._normalize(pos)
             if pos.key <= self._committed.key:
+                if cleared:
+                    self._persist(self._committed)
                 return
-            if pos.seq > self._risk_seq:
-                self._at_risk = 0  # what was in flight is acknowledged now
             if prepared and not self._at_risk:
                 try:
                     os.replace(self._next_path, self.path)
@@ -581,6 +582,23 @@ class Cursor:
             if pos.key > self._read_pos.key:
                 self._read_pos = pos
             self.log._enforce_limits()
+
+    def _acknowledge_risk(self, pos: Position) -> bool:
+        """Take the in-flight records of deleted segments up to ``pos`` off the risk; True if any."""
+        if not self._risks:
+            return False
+        for seq, (start, end) in list(self._risks.items()):
+            if pos.seq > seq:
+                del self._risks[seq]
+            elif pos.seq == seq and pos.line > start:
+                if pos.line >= end:
+                    del self._risks[seq]
+                else:
+                    self._risks[seq] = (pos.line, end)
+        at_risk = sum(end - start for start, end in self._risks.values())
+        changed = at_risk != self._at_risk
+        self._at_risk = at_risk
+        return changed
 
     def rewind(self) -> None:
         """Read again from the committed position (drop what was read but not committed)."""
@@ -619,7 +637,7 @@ class Cursor:
             self._read_pos = after
         if in_flight:
             self._at_risk += in_flight
-            self._risk_seq = max(self._risk_seq, seq)
+            self._risks[seq] = (start, read_end)
         elif done.key < after.key:
             self._committed = after
         try:
