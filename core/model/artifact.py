@@ -16,7 +16,8 @@ The loader reads a line at a time (a fleet's file is never held whole in memory)
 SHA-256 and its length, and never needs Prophet: the band is all the monitor uses. Schema version 1
 (one JSON object, ``"series": [...]`` with the bands as JSON number lists) is still read.
 Prophet's serialisation is kept as text so the model itself can be inspected or re-forecast
-(``SeriesModel.prophet_model``); without its training rows it is a few kilobytes.
+(``SeriesModel.prophet_model``); without its training rows and its per-row fitted trend it is about
+9 KB a series.
 """
 
 from __future__ import annotations

@@ -286,15 +286,19 @@ def _state_json(model: Any) -> str:
 
     The history (every training row, a megabyte a series) is cut to its last two rows: Prophet still
     rebuilds from it and forecasts any explicit dates, and refits read the source's history anyway.
+    The fitted ``trend`` parameter (one value per training row, 90% of what is left) goes too: Prophet's
+    ``predict`` rebuilds the trend from ``k``, ``m`` and ``delta``, and a warm start needs only those,
+    ``sigma_obs`` and ``beta`` (tests/test_artifact.py predicts from the cut state).
     """
     from prophet.serialize import model_to_json
 
-    history, dates = model.history, model.history_dates
+    history, dates, params = model.history, model.history_dates, model.params
     model.history, model.history_dates = history.tail(2), dates.iloc[[0, -1]]
+    model.params = {k: v for k, v in params.items() if k != "trend"}
     try:
         return str(model_to_json(model))
     finally:
-        model.history, model.history_dates = history, dates
+        model.history, model.history_dates, model.params = history, dates, params
 
 
 def prophet_input(local: pd.DatetimeIndex | pd.Series) -> pd.DataFrame:
