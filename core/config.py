@@ -119,6 +119,7 @@ class ModelSettings(_Section):
     n_jobs: int = Field(1, ge=1, le=1024)
     fit_timeout_seconds: float | None = Field(None, gt=0)
     dask_scheduler: str | None = None
+    warm_start: bool = False
 
     @field_validator("seasonality_timezone")
     @classmethod

@@ -83,15 +83,17 @@ class DaemonExecutor(Executor):
                 future.set_exception(exc)
 
 
-def fit_here(settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None) -> FittedModel:
+def fit_here(
+    settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None, warm: str | None = None
+) -> FittedModel:
     """Fit in this process (replays and tests)."""
-    return fit_with_fallback(settings, frame, clip=clip)
+    return fit_with_fallback(settings, frame, clip=clip, warm=warm)
 
 
 def _fit_remote(
-    settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None
+    settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None, warm: str | None = None
 ) -> FittedModel:
-    fitted = fit_with_fallback(settings, frame, clip=clip)
+    fitted = fit_with_fallback(settings, frame, clip=clip, warm=warm)
     fitted.forecast = None  # only the band and the serialisation travel back
     return fitted
 
@@ -140,7 +142,11 @@ class ProcessFitter:
         return self
 
     def __call__(
-        self, settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None
+        self,
+        settings: ModelSettings,
+        frame: pd.DataFrame,
+        clip: tuple[float, float] | None,
+        warm: str | None = None,
     ) -> FittedModel:
         """Fit ``frame`` in the worker and return the result."""
         with self._lock:
@@ -153,7 +159,7 @@ class ProcessFitter:
                     processes=self._processes, maxtasksperchild=self._maxtasks, initializer=_worker_init
                 )
             pool = self._pool
-        result: FittedModel = pool.apply(_fit_remote, (settings, frame, clip))
+        result: FittedModel = pool.apply(_fit_remote, (settings, frame, clip, warm))
         return result
 
     def close(self) -> None:
@@ -377,6 +383,7 @@ class Refitter:
             span=float(t[-1] - t[0]),
             prophet_min_span=self.policy.prophet_min_span,
             fitter=self.fitter,  # a short history's profile model is fitted here: milliseconds, no process
+            warm=previous.prophet if previous is not None else None,
         )
         self.stats.fits += 1
         self.stats.by_kind[fitted.kind] = self.stats.by_kind.get(fitted.kind, 0) + 1

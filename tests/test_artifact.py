@@ -161,3 +161,18 @@ def test_unusable_artifacts_raise_model_error(tmp_path, content, message):
     with pytest.raises(ModelError) as info:
         load_artifact(path)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_warm_started_refit_starts_from_the_saved_state_and_lands_where_a_cold_fit_does(prophet_model):
+    from core.model.forecaster import warm_start_init
+
+    init = warm_start_init(prophet_model.params)
+    assert init is not None and {"k", "m", "sigma_obs", "delta", "beta"} == set(init)
+    assert init["delta"].shape == (25,) and init["beta"].ndim == 1 and len(init["beta"]) > 0
+    assert warm_start_init("{not json") is None
+    settings = ModelSettings(uncertainty_samples=0, horizon_days=1, warm_start=True)
+    longer = frame(days=5)
+    warm = ProphetForecaster(settings).fit(longer, warm=prophet_model.params)
+    cold = ProphetForecaster(settings.model_copy(update={"warm_start": False})).fit(longer)
+    # The same optimum up to the optimiser's tolerance, on a swing of ~40 percentage points.
+    np.testing.assert_allclose(warm.band.yhat, cold.band.yhat, atol=0.5)

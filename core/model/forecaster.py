@@ -12,6 +12,7 @@ Seasonality follows wall-clock time in ``seasonality_timezone``; timestamps stay
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -61,8 +62,10 @@ class FittedModel:
 class Forecaster(Protocol):
     """Fit a series (``ds`` UTC timestamps, ``y`` floats) and return a model with its band."""
 
-    def fit(self, frame: pd.DataFrame, *, clip: tuple[float, float] | None = None) -> FittedModel:
-        """Fit the series and precompute the band."""
+    def fit(
+        self, frame: pd.DataFrame, *, clip: tuple[float, float] | None = None, warm: str | None = None
+    ) -> FittedModel:
+        """Fit the series and precompute the band; ``warm`` is a previous fit's state to start from."""
         ...
 
 
@@ -130,8 +133,15 @@ class ProphetForecaster:
         """Return Prophet's input: local wall-clock ``ds`` and the weekday/weekend conditions."""
         return prophet_input(self._local(ds))
 
-    def fit(self, frame: pd.DataFrame, *, clip: tuple[float, float] | None = None) -> FittedModel:
-        """Fit Prophet on the series and precompute the band over the span plus the horizon."""
+    def fit(
+        self, frame: pd.DataFrame, *, clip: tuple[float, float] | None = None, warm: str | None = None
+    ) -> FittedModel:
+        """Fit Prophet on the series and precompute the band over the span plus the horizon.
+
+        ``warm`` is the state (:attr:`FittedModel.params`) of an earlier fit of the series: with
+        ``model.warm_start`` its parameters start the optimiser (Prophet's documented way of updating a
+        fitted model), when they have the shape this fit needs; otherwise the fit starts cold.
+        """
         frame = _validate(frame).tail(self.settings.max_train_rows)
         started = time.perf_counter()
         t = to_epoch(frame["ds"])
@@ -141,7 +151,11 @@ class ProphetForecaster:
         try:
             # cmdstanpy stops an optimisation that runs past ``timeout`` (TimeoutError): the series
             # falls back instead of holding a worker.
-            model.fit(train, **({"timeout": timeout} if timeout else {}))
+            kwargs: dict[str, Any] = {"timeout": timeout} if timeout else {}
+            init = warm_start_init(warm) if warm and self.settings.warm_start else None
+            if init is not None:
+                kwargs["init"] = init
+            model.fit(train, **kwargs)
         except TimeoutError as exc:
             raise FitError(f"Prophet fit timed out after {timeout:g} s (model.fit_timeout_seconds)") from exc
         except Exception as exc:  # Prophet/Stan raise a variety of errors; the caller may fall back
@@ -225,8 +239,10 @@ class ProfileForecaster:
     def __init__(self, settings: ModelSettings) -> None:
         self.settings = settings
 
-    def fit(self, frame: pd.DataFrame, *, clip: tuple[float, float] | None = None) -> FittedModel:
-        """Fit the profile and precompute the band over the span plus the horizon."""
+    def fit(
+        self, frame: pd.DataFrame, *, clip: tuple[float, float] | None = None, warm: str | None = None
+    ) -> FittedModel:
+        """Fit the profile and precompute the band over the span plus the horizon (``warm`` unused)."""
         frame = _validate(frame).tail(self.settings.max_train_rows)
         started = time.perf_counter()
         t = to_epoch(frame["ds"])
@@ -350,12 +366,33 @@ def build_forecaster(settings: ModelSettings) -> Forecaster:
     return ProphetForecaster(settings) if settings.kind == "prophet" else ProfileForecaster(settings)
 
 
+def warm_start_init(state: str) -> dict[str, Any] | None:
+    """Return Prophet's ``init`` from an earlier fit's state (None if the state is unreadable).
+
+    The parameters Prophet's documentation warm-starts from: ``k``, ``m``, ``sigma_obs`` (scalars),
+    ``delta`` (one per changepoint) and ``beta`` (one per seasonal feature). Prophet keeps its own
+    starting values for an array of another shape (the seasonalities changed with the history's span).
+    """
+    try:
+        params = json.loads(state)["params"]
+        init: dict[str, Any] = {name: float(np.ravel(params[name])[0]) for name in ("k", "m", "sigma_obs")}
+        for name in ("delta", "beta"):
+            init[name] = np.ravel(params[name]).astype(float)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return init
+
+
 def fit_with_fallback(
-    settings: ModelSettings, frame: pd.DataFrame, *, clip: tuple[float, float] | None = None
+    settings: ModelSettings,
+    frame: pd.DataFrame,
+    *,
+    clip: tuple[float, float] | None = None,
+    warm: str | None = None,
 ) -> FittedModel:
     """Fit the configured model; if Prophet fails and fallback is on, fit the robust profile instead."""
     try:
-        return build_forecaster(settings).fit(frame, clip=clip)
+        return build_forecaster(settings).fit(frame, clip=clip, warm=warm)
     except ModelError as exc:
         if settings.kind != "prophet" or not settings.fallback:
             raise
@@ -375,11 +412,14 @@ def choose_kind(settings: ModelSettings, span: float, *, prophet_min_span: float
     return "profile" if settings.kind == "prophet" and span < prophet_min_span else settings.kind
 
 
-Fitter = Callable[[ModelSettings, pd.DataFrame, "tuple[float, float] | None"], FittedModel]
+# (settings, frame, clip, warm): ``warm`` is the previous fit's state (FittedModel.params) or None.
+Fitter = Callable[[ModelSettings, pd.DataFrame, "tuple[float, float] | None", "str | None"], FittedModel]
 
 
-def _fit_here(settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None) -> FittedModel:
-    return fit_with_fallback(settings, frame, clip=clip)
+def _fit_here(
+    settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None, warm: str | None = None
+) -> FittedModel:
+    return fit_with_fallback(settings, frame, clip=clip, warm=warm)
 
 
 def choose_and_fit(
@@ -390,6 +430,7 @@ def choose_and_fit(
     span: float | None = None,
     prophet_min_span: float = 0.0,
     fitter: Fitter = _fit_here,
+    warm: str | None = None,
 ) -> FittedModel:
     """Fit ``frame`` with the model :func:`choose_kind` picks; ``fitter`` fits the configured kind.
 
@@ -402,4 +443,4 @@ def choose_and_fit(
         span = float(t[-1] - t[0]) if len(t) else 0.0
     if choose_kind(settings, span, prophet_min_span=prophet_min_span) != settings.kind:
         return ProfileForecaster(settings).fit(frame, clip=clip)
-    return fitter(settings, frame, clip)
+    return fitter(settings, frame, clip, warm)

@@ -135,9 +135,9 @@ def describe_failures(outcomes: Sequence[FitOutcome]) -> list[str]:
 
 
 def _fit_remote(
-    settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None
+    settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None, warm: str | None = None
 ) -> FittedModel:
-    fitted = fit_with_fallback(settings, frame, clip=clip)
+    fitted = fit_with_fallback(settings, frame, clip=clip, warm=warm)
     fitted.forecast = None
     return fitted
 
@@ -150,12 +150,17 @@ class DaskFitter:
         self._client: Any = None
 
     def __call__(
-        self, settings: ModelSettings, frame: pd.DataFrame, clip: tuple[float, float] | None
+        self,
+        settings: ModelSettings,
+        frame: pd.DataFrame,
+        clip: tuple[float, float] | None,
+        warm: str | None = None,
     ) -> FittedModel:
         """Fit ``frame`` on a Dask worker and return the result."""
         if self._client is None:
             self._client = _client(self.address)
-        result: FittedModel = self._client.submit(_fit_remote, settings, frame, clip, pure=False).result()
+        future = self._client.submit(_fit_remote, settings, frame, clip, warm, pure=False)
+        result: FittedModel = future.result()
         return result
 
     def close(self) -> None:
