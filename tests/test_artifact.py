@@ -131,7 +131,7 @@ def test_profile_model_round_trips_without_prophet(tmp_path):
 
 
 def test_fallback_to_profile_when_prophet_fails(monkeypatch):
-    def broken(self, frame, *, clip=None):
+    def broken(self, frame, *, clip=None, warm=None):
         raise ModelError("Prophet fit failed: optimisation diverged")
 
     monkeypatch.setattr(ProphetForecaster, "fit", broken)
