@@ -215,14 +215,14 @@ def _refit_stale_first(refitter: Refitter, settings: Settings, stop: threading.E
 def _status_file(
     settings: Settings, monitor: Monitor, refitter: Refitter, path: WritePath, telemetry: Telemetry
 ) -> SystemReport:
-    store, artifact, started = refitter.store, refitter.store.artifact, time.time()
+    store, started = refitter.store, time.time()
     return SystemReport(
         Path(settings.monitoring.logs_dir) / "system_report.json",
         lambda: status_payload(
             version=__version__,
             started_at=started,
             source=monitor.source.name,
-            model_version=artifact.model_version if artifact else None,
+            model_version=refitter.model_version,  # the artifact's, after each refit rewrites it
             models=store.models(),
             monitor=monitor.stats,
             refits=refitter.stats,

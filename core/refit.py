@@ -245,6 +245,8 @@ class Refitter:
         self.clip = clip
         self.fitter = fitter
         self.stats = RefitStats()
+        # The version the artifact on disk holds: the loaded one until a refit rewrites it.
+        self.model_version: str | None = store.artifact.model_version if store.artifact else None
         self._pending: dict[str, Future[SeriesModel | None]] = {}
         self._next_try: dict[str, float] = {}
         self._save_lock = threading.Lock()
@@ -428,6 +430,7 @@ class Refitter:
             self._unwritten = False
             try:
                 size = save_artifact(artifact, self.artifact_path)
+                self.model_version = artifact.model_version
                 self._write_metadata(artifact, size)
             except OSError as exc:
                 logger.error(

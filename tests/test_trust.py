@@ -762,12 +762,14 @@ def test_a_refit_saved_to_the_artifact_updates_its_metadata(workdir):
         artifact_path=path,
     )
     ref = SeriesRef.from_labels({"host": "web-01"}, "host")
+    assert refitter.model_version == old.model_version
     assert refitter.schedule([ref], time.time()) == 1
     refitter.close()
     new = load_artifact(path)
     metadata = json.loads((workdir / "outputs" / "model_metadata.json").read_text())
     assert "host=web-01" in new.models and new.model_version != old.model_version
     assert metadata["model_version"] == new.model_version
+    assert refitter.model_version == new.model_version  # what system_report.json shows from now on
     assert metadata["refitted"]["series"] == sorted(new.models) and metadata["series"]  # train's kept
 
 
