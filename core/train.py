@@ -1,4 +1,8 @@
-"""Train mode: CSV -> clean series -> one model per series -> band -> artifact, metadata and plots."""
+"""Train mode: CSV -> clean series -> one model per series -> band -> artifact, metadata and plots.
+
+:func:`train` reads the CSV; :func:`train_series` fits and writes any clean series, each with its own
+unit, clip range and model settings (``core/train_prometheus.py`` feeds it Prometheus history).
+"""
 
 from __future__ import annotations
 
@@ -15,8 +19,8 @@ import pandas as pd
 from loguru import logger
 
 from core.cleaning import OUTLIER_CUT, aggregate, find_outliers, nice_step
-from core.config import Settings
-from core.data import LoadReport, Series, load_dataset, split_series
+from core.config import ModelSettings, Settings
+from core.data import Series, load_dataset, split_series
 from core.errors import ConfigError, DataError
 from core.evaluation.labels import ALL_SERIES, load_windows
 from core.fsutil import atomic_write_json
@@ -26,8 +30,9 @@ from core.model.parallel import FitJob, FitOutcome, describe_failures, fit_many
 from core.model.quality import band_metrics, eda_summary
 from core.scoring import ScoreParams
 from core.timegrid import DAY, WEEK, to_epoch
+from core.units import SeriesPlans, clip_range
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "TrainSeries", "train", "train_series"]
 
 
 @dataclass
@@ -40,6 +45,18 @@ class TrainResult:
     metadata_path: Path
     metadata: dict[str, Any]
     plots: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrainSeries:
+    """One clean series to train and what its values are: unit, scale, clip range, model settings."""
+
+    series: Series
+    unit: str
+    model: ModelSettings
+    clip: tuple[float, float] | None = None
+    scale: float = 1.0
+    ylabel: str = "value"
 
 
 PLOT_POINTS = 200_000
@@ -69,42 +86,90 @@ def train(
     once per fitted series.
     """
     started = time.perf_counter()
-    artifact_path = Path(model_path)
-    if artifact_path.is_dir():
-        raise ConfigError(
-            f"{artifact_path}: the model path is a directory; name a file, "
-            f"e.g. {artifact_path / 'cpu_anomaly_model.json'}"
-        )
-    out = Path(output_dir)
+    check_model_path(model_path)
     data = load_dataset(settings, dataset)
     for line in data.report.summary():
         logger.info(line)
     for line in data.report.warnings:
         logger.warning(line)
     windows = load_windows(labels, dataset, timezone=settings.data.timezone) if labels else {}
-    params = settings.scoring.params()
-    clip = (
-        (0.0, 100.0)
-        if data.report.unit in ("fraction", "percent") and settings.model.clip_to_unit_range
-        else None
+    report = data.report
+    clip, plans = clip_range(report.unit, settings), SeriesPlans(settings, source="csv")
+    inputs = [
+        TrainSeries(
+            series,
+            report.unit,
+            plans.of(series.id, series.labels).model,
+            clip,
+            report.scale,
+            _ylabel(report.value_column, report.unit),
+        )
+        for series in data.series
+    ]
+    return train_series(
+        settings,
+        inputs,
+        dataset=report.to_dict(),
+        origin=str(dataset),
+        model_path=model_path,
+        output_dir=output_dir,
+        plots=plots,
+        eda=eda,
+        windows=windows,
+        progress=progress,
+        started=started,
     )
 
+
+def check_model_path(model_path: str | Path) -> Path:
+    """Return the artifact path; a ConfigError if it names a directory."""
+    artifact_path = Path(model_path)
+    if artifact_path.is_dir():
+        raise ConfigError(
+            f"{artifact_path}: the model path is a directory; name a file, "
+            f"e.g. {artifact_path / 'cpu_anomaly_model.json'}"
+        )
+    return artifact_path
+
+
+def train_series(
+    settings: Settings,
+    inputs: list[TrainSeries],
+    *,
+    dataset: dict[str, Any],
+    origin: str,
+    model_path: str | Path,
+    output_dir: str | Path,
+    plots: bool = True,
+    eda: bool = True,
+    windows: dict[str, list[tuple[float, float]]] | None = None,
+    progress: Callable[[FitOutcome], None] | None = None,
+    started: float | None = None,
+) -> TrainResult:
+    """Fit one model per input series and write the artifact, metadata (``dataset``) and plots.
+
+    ``origin`` names where the series came from in messages (the CSV, or Prometheus' URL).
+    """
+    started = time.perf_counter() if started is None else started
+    artifact_path = check_model_path(model_path)
+    out = Path(output_dir)
+    params = settings.scoring.params()
     staged = _Staged()
     try:
         models: dict[str, SeriesModel] = {}
         per_series: dict[str, Any] = {}
         plot_files: list[Path] = []
-        prepared = [_prepare_series(series, settings, windows, dataset) for series in data.series]
+        prepared = [_prepare_series(i, settings, windows or {}, origin) for i in inputs]
         outcomes = fit_many(
             settings.model,
-            [FitJob(p.series.id, p.train_part, clip) for p in prepared],
+            [FitJob(p.series.id, p.train_part, p.input.clip, p.input.model) for p in prepared],
             keep_forecast=plots,
             progress=progress,
         )
         failures = describe_failures(outcomes)
         for p, outcome in zip(prepared, outcomes, strict=True):
             series, fitted = p.series, outcome.fitted
-            model, entry, t_hold = _finish_series(p, fitted, params, data.report)
+            model, entry, t_hold = _finish_series(p, fitted, params)
             if outcome.error:
                 entry["fit_error"] = outcome.error
             models[series.id] = model
@@ -124,7 +189,7 @@ def train(
                     params=params,
                     eda=eda,
                     staged=staged,
-                    ylabel=_ylabel(data.report.value_column, data.report.unit),
+                    ylabel=p.input.ylabel,
                 )
             fitted.forecast = None  # the plots are drawn: spare a fleet's memory
 
@@ -144,7 +209,7 @@ def train(
             "artifact_bytes": size,
             "config_hash": artifact.config_hash,
             "versions": artifact.versions,
-            "dataset": data.report.to_dict(),
+            "dataset": dataset,
             "train_ratio": settings.model.train_ratio,
             "scoring": settings.scoring.model_dump(mode="json"),
             "series": per_series,
@@ -170,22 +235,27 @@ def train(
 class _Prepared:
     """A series cleaned for its fit: the rows to fit, the holdout, and what cleaning left out."""
 
-    series: Series
+    input: TrainSeries
     train_part: pd.DataFrame
     holdout: pd.DataFrame
     excluded: int
     outliers: int
     step: float | None
 
+    @property
+    def series(self) -> Series:
+        """Return the series being fitted."""
+        return self.input.series
+
 
 def _prepare_series(
-    series: Series,
+    item: TrainSeries,
     settings: Settings,
     windows: dict[str, list[tuple[float, float]]],
     dataset: str | Path,
 ) -> _Prepared:
     """Split and clean one series for its fit (labelled windows, outliers, aggregation)."""
-    m = settings.model
+    series, m = item.series, item.model
     train_part, holdout = split_series(series, m.train_ratio)
     excluded = 0
     own = windows.get(series.id, []) + windows.get(ALL_SERIES, [])
@@ -233,18 +303,18 @@ def _prepare_series(
                 f"seasonality (it needs {_duration(2 * period)}); the model has no {name} pattern: "
                 f"supply more history or set model.{name}_seasonality: false"
             )
-    return _Prepared(series, train_part, holdout, excluded, int(outliers.sum()), step)
+    return _Prepared(item, train_part, holdout, excluded, int(outliers.sum()), step)
 
 
 def _finish_series(
-    p: _Prepared, fitted: FittedModel, params: ScoreParams, report: LoadReport
+    p: _Prepared, fitted: FittedModel, params: ScoreParams
 ) -> tuple[SeriesModel, dict[str, Any], np.ndarray]:
     """Wrap and measure one fitted series; return its model, metadata entry and holdout times."""
     series, train_part, holdout = p.series, p.train_part, p.holdout
     if fitted.note:
         logger.warning(f"series {series.id}: {fitted.note}")
     model = SeriesModel.from_fitted(
-        fitted, series.id, dict(series.labels), unit=report.unit, scale=report.scale
+        fitted, series.id, dict(series.labels), unit=p.input.unit, scale=p.input.scale
     )
     t_train, y_train = _epoch(train_part), train_part["y"].to_numpy(float)
     t_hold, y_hold = _epoch(holdout), holdout["y"].to_numpy(float)
