@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
+from core.band import Band
 from core.config import Settings, load_settings
 from core.data import series_id
 from core.errors import ConfigError
+from core.model.artifact import ModelArtifact, SeriesModel
+from core.model.store import ModelStore
 from core.sources.prometheus import MetricQuery, metric_of
 from core.units import SeriesPlans
 
@@ -100,3 +104,21 @@ def test_each_series_is_fitted_with_its_metrics_model_overrides():
     assert (latency.interval_width, latency.weekly_seasonality) == (0.8, False)
     assert plans.for_metric("cpu").model == settings.model
     assert plans.for_metric("gone").model == settings.model
+
+
+def _model(labels: dict[str, str]) -> SeriesModel:
+    band = Band(0.0, 60.0, np.zeros(3), np.zeros(3), np.ones(3), 120.0)
+    return SeriesModel(id=series_id(labels), labels=labels, kind="profile", band=band)
+
+
+def test_a_series_without_a_model_borrows_one_of_its_own_metric_only():
+    cpu = _model({"instance": "a"})
+    mem = _model({"metric": "memory_used", "instance": "a"})
+    store = ModelStore(ModelArtifact(models={cpu.id: cpu, mem.id: mem}, config_hash="x", model_settings={}))
+    assert store.get("instance=b") == (cpu, True)
+    assert store.get("metric=memory_used,instance=b") == (mem, True)
+    assert store.get("metric=latency,instance=a") == (None, True)  # never another metric's band
+    latency = _model({"metric": "latency", "instance": "a"})
+    store.put(latency)
+    assert store.get("metric=latency,instance=b") == (latency, True)
+    assert store.get("metric=latency,instance=a") == (latency, False)
