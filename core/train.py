@@ -199,6 +199,11 @@ def train_series(
             model_settings={
                 "data": settings.data.model_dump(mode="json"),
                 "model": settings.model.model_dump(mode="json"),
+                **(
+                    {"metrics": [m.model_dump(mode="json") for m in settings.metrics]}
+                    if settings.metrics
+                    else {}
+                ),
             },
         )
         size = save_artifact(artifact, staged.path(artifact_path))

@@ -122,3 +122,16 @@ def test_a_series_without_a_model_borrows_one_of_its_own_metric_only():
     store.put(latency)
     assert store.get("metric=latency,instance=b") == (latency, True)
     assert store.get("metric=latency,instance=a") == (latency, False)
+
+
+def test_the_model_hash_follows_what_changes_a_metrics_fits():
+    def hashed(**entry):
+        return Settings.model_validate({"metrics": [{"name": "m", "query": "q", **entry}]}).model_hash()
+
+    assert Settings().model_hash() == Settings.model_validate({"metrics": []}).model_hash()
+    base = hashed(unit="ratio")
+    assert hashed(unit="ratio", warning=0.5, side="above") == base  # the decision, not the fit
+    assert hashed(unit="ratio", query="other") == base
+    assert hashed(unit="seconds") != base
+    assert hashed(unit="ratio", model={"interval_width": 0.9}) != base
+    assert hashed(unit="ratio", physical_range=[0, 0.5]) != base
