@@ -6,9 +6,7 @@ unit, clip range and model settings (``core/train_prometheus.py`` feeds it Prome
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +21,7 @@ from core.config import ModelSettings, Settings
 from core.data import Series, load_dataset, split_series
 from core.errors import ConfigError, DataError
 from core.evaluation.labels import ALL_SERIES, load_windows
-from core.fsutil import atomic_write_json
+from core.fsutil import StagedFiles, atomic_write_json
 from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.model.forecaster import MAX_GRID_POINTS, FittedModel
 from core.model.parallel import FitJob, FitOutcome, describe_failures, fit_many
@@ -57,9 +55,6 @@ class TrainSeries:
     clip: tuple[float, float] | None = None
     scale: float = 1.0
     ylabel: str = "value"
-
-
-PLOT_POINTS = 200_000
 
 
 def _epoch(frame: pd.DataFrame) -> np.ndarray:
@@ -154,7 +149,7 @@ def train_series(
     artifact_path = check_model_path(model_path)
     out = Path(output_dir)
     params = settings.scoring.params()
-    staged = _Staged()
+    staged = StagedFiles()
     try:
         models: dict[str, SeriesModel] = {}
         per_series: dict[str, Any] = {}
@@ -179,7 +174,9 @@ def train_series(
                 entry["eda"] = eda_summary(t_all, y_all)
             per_series[series.id] = entry
             if plots:
-                plot_files += _plots(
+                from core.evaluation.plots import training_plots  # matplotlib only when plotting
+
+                plot_files += training_plots(
                     out,
                     series.id,
                     t_all,
@@ -349,33 +346,6 @@ def _finish_series(
     return model, entry, t_hold
 
 
-class _Staged:
-    """Files written beside their targets under temporary names; ``commit`` renames them all into place."""
-
-    def __init__(self) -> None:
-        self._pairs: list[tuple[Path, Path]] = []
-
-    def path(self, target: Path) -> Path:
-        """Return the temporary path to write ``target``'s content to (same directory, same suffix)."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
-        self._pairs.append((tmp, target))
-        return tmp
-
-    def commit(self) -> None:
-        """Rename every staged file onto its target (the metadata last, as it was staged last)."""
-        while self._pairs:
-            tmp, target = self._pairs.pop(0)
-            if tmp.exists():  # a plot with nothing to draw writes no file
-                os.replace(tmp, target)
-
-    def discard(self) -> None:
-        """Remove the staged files not yet committed."""
-        for tmp, _ in self._pairs:
-            tmp.unlink(missing_ok=True)
-        self._pairs.clear()
-
-
 def _outlier_line(series: Series, frame: pd.DataFrame, mask: np.ndarray) -> str:
     """Return the warning naming the outliers left out of a fit, with their CSV lines and values."""
     rows = frame.index.to_numpy()[mask]
@@ -419,49 +389,3 @@ def _ylabel(column: str, unit: str) -> str:
     """Return the y-axis label of a series: the metric and its unit."""
     name = "CPU usage" if column == "cpu_usage" else column
     return f"{name} (%)" if unit in ("fraction", "percent") else name
-
-
-def _plots(
-    out: Path,
-    sid: str,
-    t: np.ndarray,
-    y: np.ndarray,
-    fitted: Any,
-    *,
-    split: float | None,
-    params: ScoreParams,
-    eda: bool,
-    staged: _Staged,
-    ylabel: str,
-) -> list[Path]:
-    from core.evaluation import plots
-    from core.scoring import score
-
-    name = plots.safe_name(sid)
-    # A plot cannot show millions of points: draw every k-th (at most PLOT_POINTS), and spare the memory.
-    every = slice(None, None, max(1, -(-len(t) // PLOT_POINTS)))
-    t, y = t[every], y[every]
-    values = fitted.band.lookup(t)
-    flagged = score(y, values.yhat, values.lower, values.upper, params).is_anomaly
-    files = [out / f"forecast_{name}.png"]
-    plots.plot_forecast(
-        staged.path(files[-1]),
-        f"{sid}: forecast band ({fitted.kind})",
-        t,
-        y,
-        fitted.band,
-        split,
-        flagged,
-        ylabel=ylabel,
-    )
-    if fitted.forecast is not None:
-        target = out / f"components_{name}.png"
-        drawn = plots.plot_components(
-            staged.path(target), f"{sid}: components", fitted.forecast, ylabel=ylabel
-        )
-        if drawn is not None:
-            files.append(target)
-    if eda:
-        files.append(out / f"eda_{name}.png")
-        plots.plot_eda(staged.path(files[-1]), f"{sid}: exploratory view", t, y, xlabel=ylabel)
-    return files
