@@ -171,8 +171,7 @@ def test_train_from_prometheus_fits_every_series_of_every_metric(tmp_path, victo
     env = env_for(tmp_path, PROMETHEUS_URL=vm.url)
     # 5-minute steps: 576 points per series over two days (the monitor's ids do not depend on the step).
     cmd = main_cmd(
-        "--mode", "train", "--from-prometheus", "--days", "2", "--monitoring-interval", "300",
-        "--no-plots", "--no-eda",
+        "--mode", "train", "--from-prometheus", "--days", "2", "--monitoring-interval", "300", "--no-eda",
     )  # fmt: skip
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr + result.stdout[-3000:]
@@ -202,6 +201,8 @@ def test_train_from_prometheus_fits_every_series_of_every_metric(tmp_path, victo
     for model in by_metric["cpu"]:
         assert json.loads(model.prophet)["interval_width"] == 0.95
     metadata = json.loads((tmp_path / "outputs" / "model_metadata.json").read_text())
+    assert len(metadata["plots"]) == 12  # forecast and components of every series
+    assert all((tmp_path / plot).is_file() for plot in metadata["plots"])  # cwd-relative or absolute
     assert metadata["dataset"]["source"] == "prometheus"
     assert {k: v["series"] for k, v in metadata["dataset"]["metrics"].items()} == dict.fromkeys(METRICS, 2)
 
