@@ -279,3 +279,30 @@ def test_daemon_refits_use_each_metrics_model_and_range(victoria_metrics_fresh):
             assert float(np.max(model.band.upper)) <= 100.0
         if metric == "network_receive":
             assert float(np.min(model.band.lower)) == 0.0
+
+
+def test_training_history_is_chunked_under_the_point_limit(victoria_metrics_fresh):
+    """Two days at 15 s are 11,520 points per series: more than one request may hold (11,000)."""
+    from test_prometheus_source import RecordingSession
+
+    vm = victoria_metrics_fresh
+    now = time.time()
+    vm_import(vm.url, synthetic_history(now))
+    settings = load_settings(
+        EXAMPLE, env={"PROMETHEUS_URL": vm.url}, overrides={"monitoring.interval_seconds": 15}
+    )
+    session = RecordingSession()
+    source = PrometheusSource.from_settings(
+        settings.prometheus, settings.monitoring, settings.metric_list(), session=session
+    )
+    try:
+        batches = source.history_all(now - 2 * 86400, now, max_points=20_000)
+    finally:
+        source.close()
+    assert len(batches) == 6
+    assert all(11_000 < len(b.t) <= 11_521 and np.all(np.diff(b.t) == 15.0) for b in batches)
+    ranges = [params for url, params in session.sent if url.endswith("/api/v1/query_range")]
+    assert len(ranges) == 2 * len(METRICS)  # two chunks per metric
+    for params in ranges:
+        points = (float(params["end"]) - float(params["start"])) / float(params["step"]) + 1
+        assert points <= 10_000
