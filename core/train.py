@@ -301,8 +301,9 @@ def _prepare_series(
     ):
         if wanted and m.kind == "prophet" and span < 2 * period:
             logger.warning(
-                f"series {series.id}: {_duration(span)} of training history is too short for {name} "
-                f"seasonality (it needs {_duration(2 * period)}); the model has no {name} pattern: "
+                f"series {series.id}: the training rows span {_exact_duration(span)} from first to last, "
+                f"too short for {name} seasonality (it needs {_duration(2 * period)}, two whole periods "
+                f"between the first and the last row); the model has no {name} pattern: "
                 f"supply more history or set model.{name}_seasonality: false"
             )
     return _Prepared(item, train_part, holdout, excluded, int(outliers.sum()), step)
@@ -375,6 +376,13 @@ def _aggregation_step(frame: pd.DataFrame, settings: Settings) -> float | None:
             return None
         step = nice_step(grid)
     return float(step) if data_step < 0.999 * step else None
+
+
+def _exact_duration(seconds: float) -> str:
+    """Return a duration to the minute (13 days 23 h 55 min, not a rounded 14.0 days)."""
+    days, rest = divmod(round(seconds / 60) * 60, DAY)
+    text = f"{int(days)} days " if days else ""
+    return text + f"{int(rest // 3600)} h {int(rest % 3600 // 60)} min"
 
 
 def _duration(seconds: float) -> str:

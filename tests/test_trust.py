@@ -215,8 +215,9 @@ def test_data_finer_than_the_band_is_aggregated_and_short_history_is_named(tmp_p
         "(one per step) before fitting"
     ) in result.stdout
     assert warnings(result.stdout) == [
-        "series default: 3.2 days of training history is too short for weekly seasonality (it needs 14.0 "
-        "days); the model has no weekly pattern: supply more history or set model.weekly_seasonality: false"
+        "series default: the training rows span 3 days 4 h 45 min from first to last, too short for weekly "
+        "seasonality (it needs 14.0 days, two whole periods between the first and the last row); the model "
+        "has no weekly pattern: supply more history or set model.weekly_seasonality: false"
     ]
     meta = json.loads((tmp_path / "outputs" / "model_metadata.json").read_text())["series"]["default"]
     assert meta["aggregated_to_seconds"] == 900 and meta["rows_train"] == 308
