@@ -16,6 +16,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -32,9 +33,9 @@ class SeriesRef:
     labels: tuple[tuple[str, str], ...]
     host: str
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Return the canonical id (``k=v,k2=v2`` or ``default``)."""
+        """Return the canonical id (``k=v,k2=v2`` or ``default``); computed once per ref."""
         return series_id(self.labels)
 
     @classmethod

@@ -180,6 +180,8 @@ def test_the_detector_scores_primes_and_drops_as_one_calibrator_per_series_does(
             for i, ref in enumerate(refs)
             if (tick + i) % 7
         ]
+        if tick % 10 == 3:  # a series twice in one call: its second batch after its first
+            batches.append(PointBatch(refs[0], np.array([t0 + 450.0]), np.array([80.0]), "sim"))
         if tick == 20:
             assert new.drop([refs[1].id]) == old.drop([refs[1].id]) == 1
         assert new.score_many(batches) == old.score_many(batches)
@@ -195,7 +197,7 @@ def test_records_from_columns_equal_records_built_field_by_field() -> None:
     assert got[0] == ScoredRecord(
         ts=10.0, series=ref.id, labels=dict(ref.labels), host=ref.host, source="sim", value=50.0,
         yhat=v.yhat[0], lower=v.lower[0], upper=v.upper[0], score=got[0].score, is_anomaly=got[0].is_anomaly,
-        severity=got[0].severity, confidence=got[0].confidence, threshold=1.0, model=f"{ref.id}@0", stale=False,
+        severity=got[0].severity, confidence=got[0].confidence, threshold=1.0, model=f"{ref.id}@0",
     )  # fmt: skip
     assert got[1].score == 0.0 and not got[1].is_anomaly and got[1].extra == {}
     assert got[0].extra is not got[1].extra
