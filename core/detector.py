@@ -173,7 +173,11 @@ class Detector:
         score, low, up = np.zeros(len(t)), lower.copy(), upper.copy()
         sign = np.zeros(len(t), dtype=np.int8)
         seen: dict[int, int] = {}
-        rounds = np.array([seen.__setitem__(r, seen.get(r, -1) + 1) or seen[r] for r in rows.tolist()])
+        occurrence = []
+        for r in rows.tolist():
+            seen[r] = seen.get(r, -1) + 1
+            occurrence.append(seen[r])
+        rounds = np.array(occurrence)
         for k in range(int(rounds.max()) + 1):
             sel = np.flatnonzero(rounds == k)
             pts = np.concatenate([np.arange(starts[i], starts[i] + sizes[i]) for i in sel])
