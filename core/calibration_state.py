@@ -274,6 +274,15 @@ class RankWindow:
     def count_below(self, rows: np.ndarray, v: np.ndarray) -> np.ndarray:
         """Return how many of each row's values are ``< v`` (``bisect_left`` on the sorted window)."""
         srt = self.sorted
+        if len(rows) <= 8:  # a replay of a few series: one C search per row beats 13 vector steps
+            lo = np.array(
+                [
+                    0 if vi != vi else int(np.searchsorted(srt[r], vi))
+                    for r, vi in zip(rows.tolist(), v.tolist(), strict=True)
+                ],
+                dtype=np.int64,
+            )  # NaN: bisect_left finds nothing below it (numpy would sort it last)
+            return self._delta(rows, v, lo)
         lo = np.zeros(len(rows), dtype=np.int64)
         hi = np.full(len(rows), srt.shape[1], dtype=np.int64)
         last = srt.shape[1] - 1
@@ -283,6 +292,9 @@ class RankWindow:
             active = lo < hi
             lo = np.where(active & less, mid + 1, lo)
             hi = np.where(active & ~less, mid, hi)
+        return self._delta(rows, v, lo)
+
+    def _delta(self, rows: np.ndarray, v: np.ndarray, lo: np.ndarray) -> np.ndarray:
         live = np.arange(self.every) < self.m[rows, None]
         vv = v[:, None]
         lo += ((self.added[rows] < vv) & live).sum(axis=1)

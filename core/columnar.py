@@ -62,16 +62,21 @@ class ColumnarCalibrator:
 
     def slots(self, keys: Iterable[Hashable]) -> np.ndarray:
         """Return the slot of each key, allocating (fresh) slots for keys not seen before."""
-        out = []
-        for key in keys:
-            slot = self._slots.get(key)
+        return self.allocate(keys)[0]
+
+    def allocate(self, keys: Iterable[Hashable]) -> tuple[np.ndarray, list[int]]:
+        """Return the slot of each key and the positions of the keys that got a fresh slot."""
+        get, out, fresh = self._slots.get, [], []
+        for i, key in enumerate(keys):
+            slot = get(key)
             if slot is None:
                 slot = self._free.pop() if self._free else len(self._slots)
                 if slot >= self._capacity:
                     self._grow(max(2 * self._capacity, slot + 1))
                 self._slots[key] = slot
+                fresh.append(i)
             out.append(slot)
-        return np.asarray(out, dtype=np.int64)
+        return np.asarray(out, dtype=np.int64), fresh
 
     def drop(self, keys: Iterable[Hashable]) -> int:
         """Free the slots of these keys (a series seen again starts afresh); return how many were held."""

@@ -43,6 +43,7 @@ class _Bands:
         self.store = store
         self._table: BandTable | None = None
         self._index: dict[int, int] = {}
+        self._versions: dict[tuple[int, bool], tuple[SeriesModel, str]] = {}
 
     def lookup(
         self, batches: Sequence[PointBatch]
@@ -64,11 +65,17 @@ class _Bands:
             assert self._table is not None
             v = self._table.lookup(point_band[has], t[has])
             yhat[has], lower[has], upper[has], stale[has] = v
-        versions = [
-            "none" if m is None else f"{m.id}@{m.train_end:.0f}" + ("(borrowed)" if borrowed else "")
-            for m, borrowed in models
-        ]
-        return yhat, lower, upper, stale, versions
+        return yhat, lower, upper, stale, [self._version(m, borrowed) for m, borrowed in models]
+
+    def _version(self, model: SeriesModel | None, borrowed: bool) -> str:
+        if model is None:
+            return "none"
+        key = (id(model), borrowed)
+        held = self._versions.get(key)
+        if held is None or held[0] is not model:  # an id is reused only once its model is gone
+            text = f"{model.id}@{model.train_end:.0f}" + ("(borrowed)" if borrowed else "")
+            held = self._versions[key] = (model, text)
+        return held[1]
 
     def _rebuild(self, wanted: list[Band]) -> None:
         # The store's current bands plus the ones asked for; bands no model uses any more are let go.
@@ -77,6 +84,7 @@ class _Bands:
         table = list(live.values())
         self._table = BandTable(table, adopt=True)
         self._index = {id(b): i for i, b in enumerate(table)}
+        self._versions = {}  # a new band means a new model: let the replaced models go
 
 
 class Detector:
@@ -157,11 +165,9 @@ class Detector:
     ) -> tuple[np.ndarray, ...]:
         col = self._columnar
         assert col is not None
-        ids = [b.series.id for b in batches]
-        new = [b for b in batches if b.series.id not in col]
-        rows = col.slots(ids)
-        if new:
-            self._prime(new)
+        rows, fresh = col.allocate([b.series.id for b in batches])
+        if fresh:
+            self._prime([batches[i] for i in fresh])
         sizes = np.array([len(b.t) for b in batches], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         t = np.concatenate([b.t for b in batches])
