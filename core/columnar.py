@@ -66,13 +66,15 @@ class ColumnarCalibrator:
 
     def allocate(self, keys: Iterable[Hashable]) -> tuple[np.ndarray, list[int]]:
         """Return the slot of each key and the positions of the keys that got a fresh slot."""
+        keys = list(keys)
         get, out, fresh = self._slots.get, [], []
         for i, key in enumerate(keys):
             slot = get(key)
             if slot is None:
                 slot = self._free.pop() if self._free else len(self._slots)
-                if slot >= self._capacity:
-                    self._grow(max(2 * self._capacity, slot + 1))
+                if slot >= self._capacity:  # grow once for all the new keys, to a power of two
+                    want = slot + sum(get(k) is None for k in keys[i:])
+                    self._grow(max(2 * self._capacity, 1 << (want - 1).bit_length()))
                 self._slots[key] = slot
                 fresh.append(i)
             out.append(slot)

@@ -16,7 +16,9 @@ from core.model.store import ModelStore
 from core.records import PointBatch, ScoredBatch, ScoredRecord, SeriesRef
 from core.scoring import SEVERITIES, ScoreParams, decide
 
-__all__ = ["Detector", "calibration_params"]
+__all__ = ["PRIME_POINTS", "Detector", "calibration_params"]
+
+PRIME_POINTS = 500_000  # history points primed in one group of series (about 4 MB per column)
 
 
 def calibration_params(settings: Settings) -> CalibrationParams:
@@ -193,12 +195,28 @@ class Detector:
         return score, low, up, sign
 
     def _prime(self, new: list[PointBatch]) -> None:
-        """Prime the fresh slots of ``new`` series with their history, all of them in one run pass."""
+        """Prime the fresh slots of ``new`` series with their history, many series per run pass.
+
+        Series are taken in groups of at most ``PRIME_POINTS`` history points, so that a fleet's first
+        tick does not hold every series' history (and its band) in memory at once.
+        """
+        group: list[PointBatch] = []
+        points = 0
+        for batch in new:
+            past = self._past(batch)
+            if past is None:
+                continue
+            group.append(past)
+            points += len(past.t)
+            if points >= PRIME_POINTS:
+                self._prime_group(group)
+                group, points = [], 0
+        if group:
+            self._prime_group(group)
+
+    def _prime_group(self, past: list[PointBatch]) -> None:
         col = self._columnar
         assert col is not None
-        past = [h for h in (self._past(b) for b in new) if h is not None]
-        if not past:
-            return
         yhat, lower, upper, _, _ = self._bands.lookup(past)
         sizes = np.array([len(h.t) for h in past], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)

@@ -148,7 +148,12 @@ def test_one_table_lookup_equals_each_band_lookup() -> None:
             np.testing.assert_array_equal(g[which == k], w)
 
 
-def test_the_detector_scores_primes_and_drops_as_one_calibrator_per_series_does() -> None:
+@pytest.mark.parametrize("prime_points", [None, 2500])
+def test_the_detector_scores_primes_and_drops_as_one_calibrator_per_series_does(
+    prime_points: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if prime_points:  # new series primed in several groups
+        monkeypatch.setattr("core.detector.PRIME_POINTS", prime_points)
     rng = np.random.default_rng(5)
     refs = [SeriesRef.from_labels({"host": f"h{i}"}) for i in range(6)]
     store = ModelStore()
@@ -210,3 +215,20 @@ def test_empty_and_single_point_ticks(n: int) -> None:
     det = Detector(ModelStore(), ScoreParams(), SMALL)
     out = det.score_many([PointBatch(ref, np.arange(n, dtype=float), np.ones(n), "sim")])
     assert len(out) == n and all(r.model == "none" and r.score == 0.0 for r in out)
+
+
+def test_a_series_costs_about_a_hundred_kilobytes_of_state() -> None:
+    def arrays(obj: object) -> list[np.ndarray]:
+        out = []
+        for v in vars(obj).values():
+            if isinstance(v, np.ndarray):
+                out.append(v)
+            elif type(v).__module__ == "core.calibration_state":
+                out += arrays(v)
+        return out
+
+    col = ColumnarCalibrator(CalibrationParams(), capacity=100)
+    per_slot = sum(a.nbytes for a in arrays(col) if len(a) == 100) / 100
+    # The windows' values once each (1,000 x 4 residual windows, 4,032 flat spreads and their sorted
+    # copy) and small blocks: about 100 kB, where a warm SeriesCalibrator held about 1.5 MB.
+    assert 90_000 < per_slot < 120_000
