@@ -28,19 +28,20 @@ class BandTable:
         self.step = np.array([b.step for b in bands], dtype=np.float64)
         self.end = np.array([b.end for b in bands], dtype=np.float64)
         self.period = np.array([b.period or np.nan for b in bands], dtype=np.float64)
-        cat = (lambda name: np.concatenate([getattr(b, name) for b in bands])) if bands else None
-        empty = np.zeros(0)
-        self.yhat = cat("yhat") if cat else empty
-        self.lower = cat("lower") if cat else empty
-        self.upper = cat("upper") if cat else empty
+        self.yhat, self.lower, self.upper = (
+            self._stack(name, n, adopt) for name in ("yhat", "lower", "upper")
+        )
+
+    def _stack(self, name: str, n: np.ndarray, adopt: bool) -> np.ndarray:
+        whole = np.concatenate([getattr(b, name) for b in self.bands]) if self.bands else np.zeros(0)
         if adopt:
             # The bands' arrays become read-only views into the table: the table costs no memory of its
-            # own, and the old arrays go as soon as nothing else holds them. The values do not change.
-            for name in ("yhat", "lower", "upper"):
-                whole = getattr(self, name)
-                whole.setflags(write=False)
-                for b, off, size in zip(bands, self.offset.tolist(), n.tolist(), strict=True):
-                    object.__setattr__(b, name, whole[off : off + size])
+            # own, and each old array goes as soon as nothing else holds it (one name at a time, so a
+            # rebuild holds at most one extra column of every band). The values do not change.
+            whole.setflags(write=False)
+            for b, off, size in zip(self.bands, self.offset.tolist(), n.tolist(), strict=True):
+                object.__setattr__(b, name, whole[off : off + size])
+        return whole
 
     def lookup(self, which: np.ndarray, t: np.ndarray) -> BandValues:
         """Return the band of point ``i`` from band ``which[i]`` at epoch second ``t[i]``."""

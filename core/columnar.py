@@ -120,14 +120,17 @@ class ColumnarCalibrator:
         yhat: np.ndarray,
         lower: np.ndarray,
         upper: np.ndarray,
+        *,
+        learn_only: bool = False,
     ) -> Calibrated:
         """Score runs of points: run ``i`` is ``[starts[i], starts[i + 1])`` of the arrays, slot ``rows[i]``.
 
         Points of one run are scored in order, each with the state the ones before it left; the slots
-        must be distinct. A pass per point index scores that point of every run at once.
+        must be distinct. A pass per point index scores that point of every run at once. With
+        ``learn_only`` (a priming) the state is the same but no results are kept (empty arrays).
         """
         n = len(t)
-        out = _Out(n, lower, upper)
+        out = _Out(n, lower, upper, keep=not learn_only)
         ends = np.append(starts[1:], n)
         lengths = ends - starts
         if not n:
@@ -176,12 +179,19 @@ class ColumnarCalibrator:
             rows, idx, yi, fi, flat_s = rows[model], idx[model], yi[model], fi[model], flat_s[model]
         if not len(rows):
             return
-        s, lo, up, sg, ch = self._score(rows, yi, fi, out.lower[idx], out.upper[idx])
+        s, lo, up, sg, ch = self._score(rows, yi, fi, out.band_lower[idx], out.band_upper[idx])
         flat = flat_s > s
         s = np.where(flat, flat_s, s)
         sg = np.where(flat, 0, sg)
         ch = np.where(flat, _FLAT, ch)
-        out.score[idx], out.lower[idx], out.upper[idx], out.sign[idx], out.channel[idx] = s, lo, up, sg, ch
+        if out.keep:
+            out.score[idx], out.lower[idx], out.upper[idx], out.sign[idx], out.channel[idx] = (
+                s,
+                lo,
+                up,
+                sg,
+                ch,
+            )
 
     def _score(
         self, rows: np.ndarray, y: np.ndarray, yhat: np.ndarray, lower: np.ndarray, upper: np.ndarray
@@ -309,12 +319,16 @@ class ColumnarCalibrator:
 class _Out:
     """The output arrays of one update, filled as points are scored."""
 
-    def __init__(self, n: int, lower: np.ndarray, upper: np.ndarray) -> None:
-        self.score = np.zeros(n)
-        self.lower = np.array(lower, dtype=np.float64)
-        self.upper = np.array(upper, dtype=np.float64)
-        self.sign = np.zeros(n, dtype=np.int8)
-        self.channel = np.zeros(n, dtype=np.int8)
+    def __init__(self, n: int, lower: np.ndarray, upper: np.ndarray, keep: bool = True) -> None:
+        self.keep = keep
+        self.band_lower = np.asarray(lower, dtype=np.float64)  # the model's band, read only
+        self.band_upper = np.asarray(upper, dtype=np.float64)
+        m = n if keep else 0
+        self.score = np.zeros(m)
+        self.lower = self.band_lower.copy() if keep else np.zeros(0)
+        self.upper = self.band_upper.copy() if keep else np.zeros(0)
+        self.sign = np.zeros(m, dtype=np.int8)
+        self.channel = np.zeros(m, dtype=np.int8)
 
     def result(self) -> Calibrated:
         return Calibrated(self.score, self.lower, self.upper, self.sign, self.channel)

@@ -222,7 +222,8 @@ class Detector:
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         t = np.concatenate([h.t for h in past])
         y = np.concatenate([h.y for h in past])
-        col.update_runs(col.slots([h.series.id for h in past]), starts, t, y, yhat, lower, upper)
+        rows = col.slots([h.series.id for h in past])
+        col.update_runs(rows, starts, t, y, yhat, lower, upper, learn_only=True)
 
     def score_batch(self, batches: Sequence[PointBatch]) -> ScoredBatch:
         """Score the batches of one tick as columns: one band lookup, the calibration, one decision pass.
