@@ -11,6 +11,7 @@ same records into line protocol, so what was logged as scored is what reaches th
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections.abc import Mapping
@@ -199,11 +200,19 @@ class ScoredBatch:
         )
         new, names_ = object.__new__, _FIELDS
         out = []
-        for row in cols:
-            rec = new(ScoredRecord)
-            # The fields a frozen dataclass would set, with a fresh ``extra`` as its default factory gives.
-            rec.__dict__.update(zip(names_, (*row, {}), strict=True))
-            out.append(rec)
+        # Building many objects that form no cycles: a full garbage collection triggered halfway would
+        # traverse every object of the process (measured: 20 ms for 10,000 records, 25-100 ms with it).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for row in cols:
+                rec = new(ScoredRecord)
+                # The fields a frozen dataclass would set, with a fresh ``extra`` as its default factory.
+                rec.__dict__.update(zip(names_, (*row, {}), strict=True))
+                out.append(rec)
+        finally:
+            if collecting:
+                gc.enable()
         return out
 
 
