@@ -108,14 +108,15 @@ class _Block:
         if not take.any():
             return
         r, x, c = rows[take], x[take], c[take]
-        t = self.top[r]
+        w = min(int(c.max()) + 1, self.k)  # columns past every row's count hold -inf: leave them
+        t = self.top[r, :w]
         p = (t > x[:, None]).sum(axis=1)
         shifted = np.empty_like(t)
         shifted[:, 1:] = t[:, :-1]
         shifted[:, 0] = -np.inf
-        new = np.where(self._j < p[:, None], t, shifted)
+        new = np.where(self._j[:w] < p[:, None], t, shifted)
         new[np.arange(len(r)), p] = x
-        self.top[r] = new
+        self.top[r, :w] = new
         self.c[r] = np.minimum(c + 1, self.k)
 
     def delete(self, rows: np.ndarray, old: np.ndarray) -> None:
@@ -124,12 +125,13 @@ class _Block:
         if not take.any():
             return
         r, old, c = rows[take], old[take], c[take]
-        t = self.top[r]
+        w = int(c.max())
+        t = self.top[r, :w]
         p = (t > old[:, None]).sum(axis=1)  # the first copy of ``old``
         shifted = np.empty_like(t)
         shifted[:, :-1] = t[:, 1:]
         shifted[:, -1] = -np.inf
-        self.top[r] = np.where(self._j < p[:, None], t, shifted)
+        self.top[r, :w] = np.where(self._j[:w] < p[:, None], t, shifted)
         self.c[r] = c - 1
 
     def refill(self, rows: np.ndarray, values: np.ndarray, n: np.ndarray) -> None:
