@@ -167,14 +167,15 @@ class Detector:
     ) -> tuple[np.ndarray, ...]:
         col = self._columnar
         assert col is not None
-        rows, fresh = col.allocate([b.series.id for b in batches])
+        ids = [b.series.id for b in batches]
+        rows, fresh = col.allocate(ids)
         if fresh:
             self._prime([batches[i] for i in fresh])
         sizes = np.array([len(b.t) for b in batches], dtype=np.int64)
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
         t = np.concatenate([b.t for b in batches])
         y = np.concatenate([b.y for b in batches])
-        if len(np.unique(rows)) == len(rows):  # the common case: each series once
+        if len(set(ids)) == len(ids):  # the common case: each series once
             out = col.update_runs(rows, starts, t, y, yhat, lower, upper)
             return out.score, out.lower, out.upper, out.sign
         # A series twice in one call: its second batch is scored after its first, as one object would.
