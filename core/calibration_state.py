@@ -73,6 +73,19 @@ class Ring:
         vals = self.buf[rows]
         return np.where(np.arange(self.size) < self.n[rows, None], vals, fill)
 
+    def values(self, row: int) -> list[float]:
+        """Return one row's values oldest first, as Python floats."""
+        n, h = int(self.n[row]), int(self.head[row])
+        vals = self.buf[row]
+        return (np.concatenate([vals[h:], vals[:h]]) if n == self.size else vals[:n]).tolist()
+
+    def load(self, row: int, values: list[float]) -> None:
+        """Set one row to ``values`` (oldest first, at most ``size``)."""
+        n = len(values)
+        self.buf[row, :n] = values
+        self.n[row] = n
+        self.head[row] = n % self.size
+
 
 def ordered_sum(cols: np.ndarray) -> np.ndarray:
     """Sum each row left to right, as Python's ``sum`` of floats does (numpy's pairwise sum differs)."""
@@ -202,6 +215,15 @@ class QuantileWindow:
                 sr = rows[short]
                 block.refill(sr, sign * self.ring.valid(sr, -sign * np.inf), n[short])
 
+    def load(self, row: int, values: list[float], pos: float, neg: float) -> None:
+        """Set one row to ``values`` (oldest first) with its running sums, and rebuild its blocks."""
+        self.ring.load(row, values)
+        self.pos[row], self.neg[row] = pos, neg
+        r, n = np.array([row]), self.ring.n[[row]]
+        for block, sign in ((self.hi, 1.0), (self.lo, -1.0)):
+            if block is not None:
+                block.refill(r, sign * self.ring.valid(r, -sign * np.inf), n)
+
     def quantile(self, rows: np.ndarray, q: float) -> np.ndarray:
         """Return the rows' ``q`` quantiles (linear interpolation); ``q`` within ``p`` of 0 or 1."""
         n = self.ring.n[rows]
@@ -267,6 +289,11 @@ class RankWindow:
         due = m >= half + rows % half + 1
         if due.any():
             self._rebuild(rows[due])
+
+    def load(self, row: int, values: list[float]) -> None:
+        """Set one row to ``values`` (oldest first) and rebuild its sorted copy."""
+        self.ring.load(row, values)
+        self._rebuild(np.array([row]))
 
     def _rebuild(self, rows: np.ndarray) -> None:
         self.sorted[rows] = np.sort(self.ring.valid(rows, np.inf), axis=1)

@@ -61,9 +61,37 @@ def assert_same(a: object, b: object) -> None:
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
 
 
-@settings(max_examples=15, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), per_tick=st.booleans(), small=st.booleans())
-def test_the_same_bits_as_one_series_calibrator_per_series(seed: int, per_tick: bool, small: bool) -> None:
+def feed_ticks(col: ColumnarCalibrator, rows: np.ndarray, data: list[tuple[np.ndarray, ...]]) -> list[dict]:
+    """Give every series' points to ``col`` one tick at a time; return each series' results."""
+    got: list[dict] = [{k: [] for k in FIELDS} for _ in data]
+    for i in range(max((len(d[0]) for d in data), default=0)):
+        live = [s for s in range(len(data)) if len(data[s][0]) > i]
+        out = col.update(rows[live], *[np.array([data[s][c][i] for s in live]) for c in range(5)])
+        for j, s in enumerate(live):
+            for name in FIELDS:
+                got[s][name].append(getattr(out, name)[j])
+    return [{k: np.array(v) for k, v in g.items()} for g in got]
+
+
+def feed_runs(col: ColumnarCalibrator, rows: np.ndarray, data: list[tuple[np.ndarray, ...]]) -> list[dict]:
+    """Give every series' points to ``col`` as runs in one call; return each series' results."""
+    sizes = [len(d[0]) for d in data]
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    out = col.update_runs(rows, starts, *[np.concatenate([d[c] for d in data]) for c in range(5)])
+    return [{k: getattr(out, k)[a : a + n] for k in FIELDS} for a, n in zip(starts, sizes, strict=True)]
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    first=st.sampled_from(["ticks", "runs", "sequential"]),
+    then=st.sampled_from(["ticks", "runs", "sequential"]),
+    small=st.booleans(),
+)
+def test_the_same_bits_as_one_series_calibrator_per_series(
+    seed: int, first: str, then: str, small: bool
+) -> None:
+    """Points given one tick at a time, as vectorised runs or through the per-point loop, in two parts."""
     rng = np.random.default_rng(seed)
     params = SMALL if small else CalibrationParams(window=120, min_history=30, flat_history=200)
     n_series = int(rng.integers(1, 7))
@@ -71,34 +99,25 @@ def test_the_same_bits_as_one_series_calibrator_per_series(seed: int, per_tick: 
     expected = [SeriesCalibrator(params).update(*d) for d in data]
     col = ColumnarCalibrator(params, capacity=2)  # grows as slots are taken
     rows = col.slots(range(n_series))
-    if per_tick:  # one point of every series per pass, as the monitor's ticks
-        got = [{k: [] for k in FIELDS} for _ in data]
-        for i in range(max(len(d[0]) for d in data)):
-            live = [s for s in range(n_series) if len(data[s][0]) > i]
-            cols = [np.array([data[s][c][i] for s in live]) for c in range(5)]
-            out = col.update(rows[live], *cols)
-            for j, s in enumerate(live):
-                for name in FIELDS:
-                    got[s][name].append(getattr(out, name)[j])
-        for s in range(n_series):
-            for name in FIELDS:
-                np.testing.assert_array_equal(np.array(got[s][name]), getattr(expected[s], name))
-    else:  # runs of points (a replay, a priming) in one call
-        sizes = [len(d[0]) for d in data]
-        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        cat = [np.concatenate([d[c] for d in data]) for c in range(5)]
-        out = col.update_runs(rows, starts, *cat)
-        for s in range(n_series):
-            sl = slice(starts[s], starts[s] + sizes[s])
-            for name in FIELDS:
-                np.testing.assert_array_equal(getattr(out, name)[sl], getattr(expected[s], name))
+    cuts = [int(rng.integers(0, len(d[0]) + 1)) for d in data]
+    parts = []
+    for how, sl in ((first, lambda c: slice(0, c)), (then, lambda c: slice(c, None))):
+        part = [tuple(a[sl(c)] for a in d) for d, c in zip(data, cuts, strict=True)]
+        col.path = "sequential" if how == "sequential" else "vectorised"
+        parts.append((feed_ticks if how == "ticks" else feed_runs)(col, rows, part))
+    for s in range(n_series):
+        for name in FIELDS:
+            got = np.concatenate([parts[0][s][name], parts[1][s][name]])
+            np.testing.assert_array_equal(got, getattr(expected[s], name), err_msg=f"{name} of series {s}")
 
 
-def test_the_same_bits_with_the_default_windows_over_thousands_of_points() -> None:
+@pytest.mark.parametrize("path", ["vectorised", None])
+def test_the_same_bits_with_the_default_windows_over_thousands_of_points(path: str | None) -> None:
     rng = np.random.default_rng(7)
     params = CalibrationParams()
     data = [series_data(rng, 6000) for _ in range(4)]
     col = ColumnarCalibrator(params)
+    col.path = path  # None: four long runs go through the per-point loop
     sizes = [len(d[0]) for d in data]
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
     out = col.update_runs(
