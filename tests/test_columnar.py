@@ -251,3 +251,18 @@ def test_a_series_costs_about_a_hundred_kilobytes_of_state() -> None:
     # The windows' values once each (1,000 x 4 residual windows, 4,032 flat spreads and their sorted
     # copy) and small blocks: about 100 kB, where a warm SeriesCalibrator held about 1.5 MB.
     assert 90_000 < per_slot < 120_000
+
+
+def test_a_refit_band_is_used_from_the_next_tick_on() -> None:
+    ref = SeriesRef.from_labels({"host": "a"})
+    store = ModelStore()
+    store.put(SeriesModel(id=ref.id, labels=dict(ref.labels), kind="profile", band=band(0.0, 100, seed=1)))
+    det = Detector(store, ScoreParams(), SMALL)
+    t = np.array([3000.0])
+    first = det.score_many([PointBatch(ref, t, np.array([50.0]), "sim")])[0]
+    new = band(0.0, 100, seed=2)
+    want = new.lookup(t + 300.0).yhat[0]
+    store.put(SeriesModel(id=ref.id, labels=dict(ref.labels), kind="profile", band=new, train_end=9.0))
+    second = det.score_many([PointBatch(ref, t + 300.0, np.array([50.0]), "sim")])[0]
+    assert first.model == f"{ref.id}@0" and second.model == f"{ref.id}@9"
+    assert second.yhat == want and new.lookup(t + 300.0).yhat[0] == want  # adopted: the same values
