@@ -16,9 +16,10 @@ from core.model.store import ModelStore
 from core.records import PointBatch, ScoredBatch, ScoredRecord, SeriesRef
 from core.scoring import SEVERITIES, ScoreParams, decide
 
-__all__ = ["PRIME_POINTS", "Detector", "calibration_params"]
+__all__ = ["PRIME_POINTS", "TABLE_MIN_BANDS", "Detector", "calibration_params"]
 
 PRIME_POINTS = 500_000  # history points primed in one group of series (about 4 MB per column)
+TABLE_MIN_BANDS = 64  # fewer bands than this are looked up one by one (no table)
 
 
 def calibration_params(settings: Settings) -> CalibrationParams:
@@ -51,14 +52,18 @@ class _Bands:
         self, batches: Sequence[PointBatch]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:
         models: list[tuple[SeriesModel | None, bool]] = [self.store.get(b.series.id) for b in batches]
-        bands = [m.band for m, _ in models if m is not None]
-        if any(id(band) not in self._index for band in bands):
-            self._rebuild(bands)
-        assert self._table is not None or not bands
+        index = self._index
+        missing = {id(m.band): m.band for m, _ in models if m is not None and id(m.band) not in index}
+        # Bands new since the table was built (refits) are looked up one by one until there are enough
+        # of them to rebuild the table: a fleet's refits do not rebuild it once a tick.
+        if len(missing) > max(TABLE_MIN_BANDS, len(index) // 8):
+            self._rebuild(list(missing.values()))
+            index, missing = self._index, {}
+        extra = {key: -2 - k for k, key in enumerate(missing)}
+        codes = [-1 if m is None else index.get(id(m.band), extra.get(id(m.band), -1)) for m, _ in models]
         sizes = np.array([len(b.t) for b in batches], dtype=np.int64)
-        which = np.array([-1 if m is None else self._index[id(m.band)] for m, _ in models], dtype=np.int64)
         t = np.concatenate([b.t for b in batches])
-        point_band = np.repeat(which, sizes)
+        point_band = np.repeat(np.array(codes, dtype=np.int64), sizes)
         n = len(t)
         yhat, lower, upper = np.full(n, np.nan), np.full(n, np.nan), np.full(n, np.nan)
         stale = np.ones(n, dtype=bool)
@@ -67,6 +72,9 @@ class _Bands:
             assert self._table is not None
             v = self._table.lookup(point_band[has], t[has])
             yhat[has], lower[has], upper[has], stale[has] = v
+        for key, band in missing.items():
+            sel = point_band == extra[key]
+            yhat[sel], lower[sel], upper[sel], stale[sel] = band.lookup(t[sel])
         return yhat, lower, upper, stale, [self._version(m, borrowed) for m, borrowed in models]
 
     def _version(self, model: SeriesModel | None, borrowed: bool) -> str:

@@ -167,12 +167,14 @@ def test_one_table_lookup_equals_each_band_lookup() -> None:
             np.testing.assert_array_equal(g[which == k], w)
 
 
-@pytest.mark.parametrize("prime_points", [None, 2500])
+@pytest.mark.parametrize(("prime_points", "table_min"), [(None, None), (2500, 0)])
 def test_the_detector_scores_primes_and_drops_as_one_calibrator_per_series_does(
-    prime_points: int | None, monkeypatch: pytest.MonkeyPatch
+    prime_points: int | None, table_min: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if prime_points:  # new series primed in several groups
         monkeypatch.setattr("core.detector.PRIME_POINTS", prime_points)
+    if table_min is not None:  # the bands in one table (by default 6 bands are looked up one by one)
+        monkeypatch.setattr("core.detector.TABLE_MIN_BANDS", table_min)
     rng = np.random.default_rng(5)
     refs = [SeriesRef.from_labels({"host": f"h{i}"}) for i in range(6)]
     store = ModelStore()
@@ -253,7 +255,9 @@ def test_a_series_costs_about_a_hundred_kilobytes_of_state() -> None:
     assert 90_000 < per_slot < 120_000
 
 
-def test_a_refit_band_is_used_from_the_next_tick_on() -> None:
+@pytest.mark.parametrize("table_min", [64, 0])
+def test_a_refit_band_is_used_from_the_next_tick_on(table_min: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("core.detector.TABLE_MIN_BANDS", table_min)
     ref = SeriesRef.from_labels({"host": "a"})
     store = ModelStore()
     store.put(SeriesModel(id=ref.id, labels=dict(ref.labels), kind="profile", band=band(0.0, 100, seed=1)))
@@ -265,4 +269,26 @@ def test_a_refit_band_is_used_from_the_next_tick_on() -> None:
     store.put(SeriesModel(id=ref.id, labels=dict(ref.labels), kind="profile", band=new, train_end=9.0))
     second = det.score_many([PointBatch(ref, t + 300.0, np.array([50.0]), "sim")])[0]
     assert first.model == f"{ref.id}@0" and second.model == f"{ref.id}@9"
-    assert second.yhat == want and new.lookup(t + 300.0).yhat[0] == want  # adopted: the same values
+    assert second.yhat == want and new.lookup(t + 300.0).yhat[0] == want  # in a table: the same values
+
+
+def test_bands_new_since_the_table_was_built_are_looked_up_beside_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("core.detector.TABLE_MIN_BANDS", 0)
+    refs = [SeriesRef.from_labels({"host": f"h{i}"}) for i in range(16)]
+    store = ModelStore()
+    for i, ref in enumerate(refs):
+        store.put(
+            SeriesModel(id=ref.id, labels=dict(ref.labels), kind="profile", band=band(0.0, 100, seed=i))
+        )
+    det = Detector(store, ScoreParams(), SMALL)
+    t = np.array([1000.0, 1300.0])
+    det.score_many([PointBatch(ref, t, np.array([50.0, 51.0]), "sim") for ref in refs])  # builds the table
+    table = det._bands._table
+    store.put(
+        SeriesModel(id=refs[3].id, labels={}, kind="profile", band=band(0.0, 100, seed=99), train_end=5)
+    )
+    got = det.score_many([PointBatch(ref, t + 600, np.array([50.0, 51.0]), "sim") for ref in refs])
+    assert det._bands._table is table  # one new band of 16: not rebuilt
+    want = np.concatenate([store.own(ref.id).band.lookup(t + 600).yhat for ref in refs])  # type: ignore[union-attr]
+    np.testing.assert_array_equal([r.yhat for r in got], want)
+    assert got[6].model == f"{refs[3].id}@5"
