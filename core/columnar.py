@@ -5,8 +5,10 @@ series computes (the same floating-point operations in the same order, so the sa
 described in ``core.calibration``), with all series' state in ``(slots, window)`` arrays
 (``core.calibration_state``). :meth:`ColumnarCalibrator.update` scores one point of each of many slots
 in one vectorised pass; :meth:`ColumnarCalibrator.update_runs` scores runs of points (a replay, a
-priming) as one pass per point index across all the runs. Slots are allocated as series appear and
-freed by :meth:`ColumnarCalibrator.drop`.
+priming) as one pass per point index across all the runs or, for a few long runs, by handing each
+slot's state to the reference's per-point loop and back (numpy's fixed cost per call would dominate a
+pass over a handful of series). Slots are allocated as series appear and freed by
+:meth:`ColumnarCalibrator.drop`; the arrays grow by doubling and never shrink (freed slots are reused).
 """
 
 from __future__ import annotations
