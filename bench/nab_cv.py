@@ -2,6 +2,7 @@
 
     python -m bench.nab_cv cache [--nab-dir ../shared/nab]   # replay every file once (minutes)
     python -m bench.nab_cv cv    [--nab-dir ../shared/nab]   # score the grid, in-sample and LOCO CV
+    python -m bench.nab_cv check [--nab-dir ../shared/nab]   # the columnar calibrator: same scores?
 
 ``cache`` replays each file through the production path (``core.evaluation.nab.run.replay_file``) and
 keeps what the calibrator was given at every row (value, yhat and the trained band), under ``$NAB_CV_CACHE``
@@ -31,6 +32,7 @@ import numpy as np
 from joblib import Parallel, delayed
 
 from core.calibration import CalibrationParams, SeriesCalibrator
+from core.columnar import ColumnarCalibrator
 from core.config import load_settings
 from core.evaluation import nab
 from core.evaluation.nab.run import nab_score, replay_file
@@ -99,6 +101,46 @@ def scores_for(inputs: dict[str, np.ndarray], params: CalibrationParams) -> dict
     return out
 
 
+def columnar_scores(
+    inputs: dict[str, np.ndarray], params: CalibrationParams, path: str | None = None
+) -> dict[str, np.ndarray]:
+    """Return :func:`scores_for`'s scores from one :class:`ColumnarCalibrator`, every file a slot."""
+    keys = list(inputs)
+    sizes = np.array([inputs[k].shape[1] for k in keys], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    t, y, yhat, lower, upper = np.hstack([inputs[k] for k in keys])
+    col = ColumnarCalibrator(params, capacity=len(keys))
+    col.path = path
+    out = col.update_runs(col.slots(keys), starts, t, y, yhat, lower, upper).score
+    return {k: nab_score(out[s : s + n]) for k, s, n in zip(keys, starts, sizes, strict=True)}
+
+
+def check(files: list[nab.CorpusFile]) -> dict[str, Any]:
+    """Score the default calibration with both calibrators; report NAB and any score that differs."""
+    inputs = {f.key: np.load(CACHE / (f.key.replace("/", "__") + ".npy")) for f in files}
+    params = CalibrationParams()
+    started = time.perf_counter()
+    ref = scores_for(inputs, params)
+    ref_s = time.perf_counter() - started
+    summary: dict[str, Any] = {
+        "files": len(files),
+        "rows": int(sum(v.shape[1] for v in inputs.values())),
+        "standard_series_calibrator": round(nab.score_corpus(files, ref)["standard"], 2),
+        "seconds": {"series_calibrator": round(ref_s, 1)},
+    }
+    for path in ("vectorised", None):  # every file a run of one vectorised pass per row; the default
+        name = f"columnar_{path or 'default'}"
+        started = time.perf_counter()
+        col = columnar_scores(inputs, params, path)
+        summary["seconds"][name] = round(time.perf_counter() - started, 1)
+        summary[f"standard_{name}"] = round(nab.score_corpus(files, col)["standard"], 2)
+        summary[f"files_with_different_scores_{name}"] = {
+            k: int(np.sum(ref[k] != col[k])) for k in inputs if not np.array_equal(ref[k], col[k])
+        }
+    print(json.dumps(summary, indent=1))
+    return summary
+
+
 def category(key: str) -> str:
     """Return a file key's category (its folder)."""
     return key.split("/")[0]
@@ -150,13 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     """Run the cache or the cross-validation."""
     formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
-    parser.add_argument("step", choices=["cache", "cv"])
+    parser.add_argument("step", choices=["cache", "cv", "check"])
     parser.add_argument("--nab-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "nab"))
     args = parser.parse_args(argv)
     root = Path(args.nab_dir)
     files = nab.load_corpus(root / "data", root / "labels" / "combined_windows.json")
     if args.step == "cache":
         cache(files)
+    elif args.step == "check":
+        check(files)
     else:
         cv(files)
     return 0

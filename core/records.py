@@ -1,7 +1,8 @@
 """The data that flows through the monitor loop: series, point batches, scored records.
 
     Source.poll(now, last_seen) -> [PointBatch]          (one batch per series, points on the interval grid)
-    Detector.score_many(batches) -> [ScoredRecord]       (all series of a tick in one vectorised pass)
+    Detector.score_batch(batches) -> ScoredBatch         (all series of a tick in one vectorised pass)
+    Detector.score_many(batches) -> [ScoredRecord]       (the same, as rows: ScoredBatch.records())
     Sink.write([ScoredRecord])                            (the write-ahead log first, then the rest)
 
 A :class:`ScoredRecord` is exactly one line of ``logs/metrics.jsonl``; the database forwarders turn the
@@ -10,18 +11,20 @@ same records into line protocol, so what was logged as scored is what reaches th
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from core.data import series_id
 
-__all__ = ["PointBatch", "ScoredRecord", "SeriesRef"]
+__all__ = ["PointBatch", "ScoredBatch", "ScoredRecord", "SeriesRef"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +34,9 @@ class SeriesRef:
     labels: tuple[tuple[str, str], ...]
     host: str
 
-    @property
+    @cached_property
     def id(self) -> str:
-        """Return the canonical id (``k=v,k2=v2`` or ``default``)."""
+        """Return the canonical id (``k=v,k2=v2`` or ``default``); computed once per ref."""
         return series_id(self.labels)
 
     @classmethod
@@ -136,6 +139,81 @@ class ScoredRecord:
             stale=bool(d.get("stale", False)),
             extra=d.get("extra", {}),
         )
+
+
+_FIELDS = tuple(f.name for f in fields(ScoredRecord))
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """The scored points of one tick as columns; rows (records) are built only when asked for.
+
+    Point ``i`` belongs to series ``series[owner[i]]``; the per-point columns are numpy arrays of equal
+    length and ``severity`` indexes ``names``.
+    """
+
+    series: list[SeriesRef]
+    sources: list[str]
+    models: list[str]
+    owner: np.ndarray
+    ts: np.ndarray
+    value: np.ndarray
+    yhat: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    score: np.ndarray
+    is_anomaly: np.ndarray
+    severity: np.ndarray
+    confidence: np.ndarray
+    stale: np.ndarray
+    threshold: float
+    names: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+    def records(self) -> list[ScoredRecord]:
+        """Return one :class:`ScoredRecord` per point, in order (built without dataclass overhead)."""
+        refs = self.series
+        ids = [r.id for r in refs]
+        labels = [dict(r.labels) for r in refs]
+        owner = self.owner.tolist()
+        names = np.asarray(self.names, dtype=object)[self.severity].tolist()
+        cols = zip(
+            self.ts.tolist(),
+            [ids[k] for k in owner],
+            [labels[k] for k in owner],
+            [refs[k].host for k in owner],
+            [self.sources[k] for k in owner],
+            self.value.tolist(),
+            self.yhat.tolist(),
+            self.lower.tolist(),
+            self.upper.tolist(),
+            self.score.tolist(),
+            self.is_anomaly.tolist(),
+            names,
+            self.confidence.tolist(),
+            [self.threshold] * len(owner),
+            [self.models[k] for k in owner],
+            self.stale.tolist(),
+            strict=True,
+        )
+        new, names_ = object.__new__, _FIELDS
+        out = []
+        # Building many objects that form no cycles: a full garbage collection triggered halfway would
+        # traverse every object of the process (measured: 20 ms for 10,000 records, 25-100 ms with it).
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for row in cols:
+                rec = new(ScoredRecord)
+                # The fields a frozen dataclass would set, with a fresh ``extra`` as its default factory.
+                rec.__dict__.update(zip(names_, (*row, {}), strict=True))
+                out.append(rec)
+        finally:
+            if collecting:
+                gc.enable()
+        return out
 
 
 def _num(x: float) -> float | None:
