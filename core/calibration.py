@@ -25,7 +25,10 @@ README gives the measured false alarms per series per day at each severity. The 
   own ``flat_history`` spreads before the last ``flat_delay`` rows (so a stuck stretch cannot make
   itself normal while it lasts). Its score is ``ln(p) / ln(p0)`` for the empirical p-value ``p`` of a
   spread that small: at most 2.25 with a full history (no extrapolation: a series that is often flat
-  never fires it).
+  never fires it). Spreads are ranked at a resolution: below ``flat_floor`` times the series' mean
+  |residual| a spread counts as that floor, and a floored spread ranks as small as any earlier spread
+  within a factor of two of the floor, so a series polled faster than it changes (plateaus of repeated values, with a smooth pattern under
+  them) does not look stuck on each plateau whose spread is a new low by a hair.
 
 The band's edge is learned only from points that scored at most ``learn_limit`` (an anomaly does not
 widen the band it is judged by), while the tail scale learns every point: a repeat of an excursion
@@ -67,6 +70,12 @@ class CalibrationParams:
     flat_history: int = 4032
     flat_delay: int = 288
     learn_limit: float = 3.0
+    # The stuck-value channel's resolution: a spread below flat_floor x the series' mean |residual|
+    # counts as that floor, and at the floor, earlier spreads within a factor exp(flat_tolerance) of
+    # it rank as equally small, so a series sampled faster than it changes (a 1 s poll of a 15 s
+    # scrape) is not "stuck" on every plateau.
+    flat_floor: float = 1e-3
+    flat_tolerance: float = math.log(2.0)
 
     def __post_init__(self) -> None:
         if not 0 < self.p1 < self.p0 < 0.5:
@@ -243,11 +252,15 @@ class SeriesCalibrator:
         vals = self._values
         m = sum(vals) / p.flat_window
         var = max(sum((v - m) * (v - m) for v in vals) / p.flat_window, 0.0)
-        x = -math.log(math.sqrt(var) + 1e-12)
+        n = len(self._resid)
+        floor = p.flat_floor * ((self._resid.pos + self._resid.neg) / n) if n else 0.0
+        x = -math.log(max(math.sqrt(var), floor) + 1e-12)
         s = 0.0
         srt = self._flat.sorted
         if len(srt) >= p.min_history:
-            at_least = len(srt) - bisect.bisect_left(srt, x - 1e-9)
+            # At the floor, the floors of earlier rows (their mean |residual| differed) rank as equal.
+            level = min(x - 1e-9, -math.log(floor + 1e-12) - p.flat_tolerance)
+            at_least = len(srt) - bisect.bisect_left(srt, level)
             s = max(math.log((at_least + 1) / (len(srt) + 1)) / math.log(p.p0), 0.0)
         # Spreads join the ranked history only after ``flat_delay`` rows, so a stuck stretch cannot
         # make itself normal while it lasts.

@@ -347,13 +347,19 @@ class ColumnarCalibrator:
         m = ordered_sum(vals) / p.flat_window
         d = vals - m[:, None]
         var = np.maximum(ordered_sum(d * d) / p.flat_window, 0.0)
-        x = -_mlog(np.sqrt(var) + 1e-12)
+        res = self._resid
+        rn = res.n[rf]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            floor = np.where(rn > 0, p.flat_floor * ((res.pos[rf] + res.neg[rf]) / rn), 0.0)
+        x = -_mlog(np.maximum(np.sqrt(var), floor) + 1e-12)
         n = self._flat.n[rf]
         ranked = n >= p.min_history
         if ranked.any():
             k = np.flatnonzero(ranked)
             rk, nk = rf[k], n[k]
-            at_least = nk - self._flat.count_below(rk, x[k] - 1e-9)
+            # At the floor, the floors of earlier rows rank as equal (see core.calibration).
+            level = np.minimum(x[k] - 1e-9, -_mlog(floor[k] + 1e-12) - p.flat_tolerance)
+            at_least = nk - self._flat.count_below(rk, level)
             whole = nk == p.flat_history
             sk = np.empty(len(k))
             sk[whole] = self._flat_full[at_least[whole]]

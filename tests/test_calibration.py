@@ -101,6 +101,25 @@ def test_a_stuck_value_is_found_and_a_series_that_is_often_flat_never_fires() ->
     assert flat[P.prime_rows // 2 :].max() < 1.5
 
 
+
+def test_a_series_polled_faster_than_it_changes_is_not_stuck_on_its_plateaus() -> None:
+    # A 1 s poll of a value that changes once a minute, over a smooth pattern: 60 repeats per plateau,
+    # the spread of a plateau a hair above zero and a new low now and then. Found in the alerting demo:
+    # without the channel's resolution it scored 2.25 (an anomaly) on 25% of these normal points.
+    rng = np.random.default_rng(1)
+    n = 20_000
+    t = np.arange(n, dtype=float)
+    y = 50 + 2 * rng.standard_normal(n // 60 + 1).repeat(60)[:n] + 0.001 * np.sin(t / 3000)
+    f = np.full(n, 50.0)
+    out = SeriesCalibrator(P).update(t, y, f, f - 5, f + 5)
+    flat = out.channel == CHANNELS.index("flat")
+    assert not (flat & (out.score > 2.0))[2000:].any()
+    # The same series stuck for real (no new value for 10 minutes) after noise that changes every point.
+    z = 50 + 2 * rng.standard_normal(n)
+    z[15_000:15_250] = z[15_000]
+    out = SeriesCalibrator(P).update(t, z, f, f - 5, f + 5)
+    assert out.score[15_011:15_250].min() > 2.0 and CHANNELS[out.channel[15_200]] == "flat"
+
 @settings(max_examples=25, deadline=None)
 @given(scale=st.floats(0.01, 1000), offset=st.floats(-1e4, 1e4), seed=st.integers(0, 100))
 def test_scores_do_not_depend_on_units(scale: float, offset: float, seed: int) -> None:
