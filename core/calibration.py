@@ -27,8 +27,9 @@ README gives the measured false alarms per series per day at each severity. The 
   spread that small: at most 2.25 with a full history (no extrapolation: a series that is often flat
   never fires it). Spreads are ranked at a resolution: below ``flat_floor`` times the series' mean
   |residual| a spread counts as that floor, and a floored spread ranks as small as any earlier spread
-  within a factor of two of the floor, so a series polled faster than it changes (plateaus of repeated values, with a smooth pattern under
-  them) does not look stuck on each plateau whose spread is a new low by a hair.
+  within a factor of two of the floor, so a series polled faster than it changes (plateaus of
+  repeated values, with a smooth pattern under them) does not look stuck on each plateau whose spread
+  is a new low by a hair.
 
 The band's edge is learned only from points that scored at most ``learn_limit`` (an anomaly does not
 widen the band it is judged by), while the tail scale learns every point: a repeat of an excursion
