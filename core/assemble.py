@@ -40,12 +40,14 @@ from core.model.forecaster import Fitter
 from core.model.parallel import DaskFitter
 from core.model.store import ModelStore
 from core.monitor import Monitor, MonitorStats
-from core.protocols import Sink, Source, TickObserver
+from core.protocols import QualityWatch, Sink, Source, TickObserver
+from core.quality import QualityOutput, QualityParams, QualityTracker
 from core.records import ScoredRecord
 from core.refit import InlineExecutor, ProcessFitter, RefitPolicy, Refitter, fit_here
 from core.sinks import WritePath, open_write_path
 from core.sinks.files import LogsLock, SystemReport, restore_last_seen
 from core.sinks.memory import Collector
+from core.sinks.quality import QualityFile, QualityForwarder
 from core.sources import open_source
 from core.sources.replay import ReplaySeries, ReplaySource, replay_series
 from core.sources.shard import ShardedSource, parse_shard
@@ -125,6 +127,7 @@ def build_monitor(
     sleep: Callable[[float], object] | None = None,
     stop: threading.Event | None = None,
     observers: Sequence[TickObserver] = (),
+    quality: QualityWatch | None = None,
 ) -> Monitor:
     """Return the loop over ``source`` scoring with ``store``, writing durably to ``log``."""
     return Monitor(
@@ -139,7 +142,52 @@ def build_monitor(
         last_seen=restore_last_seen(settings.monitoring.logs_dir),
         observers=observers,
         flush_timeout=max(5.0, settings.influxdb.timeout_seconds),
+        quality=quality,
     )
+
+
+def quality_tracker(settings: Settings, outputs: Sequence[QualityOutput] = ()) -> QualityTracker:
+    """Return the data-quality tracker the settings describe (``monitoring.quality``, metric limits)."""
+    q, m = settings.monitoring.quality, settings.monitoring
+    params = QualityParams(
+        interval=m.interval_seconds,
+        window=q.window_seconds,
+        stale_after=q.stale_after_intervals * m.interval_seconds,
+        ttl=q.series_ttl_hours * 3600.0,
+        write_every=q.write_interval_seconds,
+    )
+    limits = {metric.name: metric.limits for metric in settings.metric_list()}
+    return QualityTracker(params, limits=limits, outputs=outputs)
+
+
+def _quality_outputs(settings: Settings) -> tuple[list[QualityOutput], QualityForwarder | None]:
+    """Return the data_quality outputs: the local file, and InfluxDB when it is configured."""
+    outputs: list[QualityOutput] = [QualityFile(settings.monitoring.logs_dir)]
+    forwarder = None
+    if settings.influxdb.enabled:
+        from core.sinks.influx import build_writer
+
+        forwarder = QualityForwarder(
+            build_writer(settings.influxdb), max_backoff=settings.influxdb.max_backoff_seconds
+        ).start()
+        outputs.append(forwarder)
+    return outputs, forwarder
+
+
+def _forget_everywhere(
+    tracker: QualityTracker, detector: Detector, store: ModelStore, refitter: Refitter
+) -> None:
+    """Drop a series' state in every part when the tracker drops it (stale past its TTL)."""
+
+    def forget(series: str) -> None:
+        # core/detector.py has no public forget (yet): its calibrators are keyed by series id.
+        calibrators = getattr(detector, "_calibrators", None)
+        if isinstance(calibrators, dict):
+            calibrators.pop(series, None)
+        store.drop(series)
+        refitter.forget(series)
+
+    tracker.on_drop.append(forget)
 
 
 def _serve_telemetry(settings: Settings, telemetry: Telemetry, path: WritePath) -> TelemetryServer | None:
@@ -300,15 +348,22 @@ def _run_daemon(
     server = _serve_telemetry(settings, telemetry, path)
     refitter = _refitter(store, source, settings, model_path, clock)
     stop = stop or threading.Event()
+    outputs, quality_forwarder = _quality_outputs(settings)
+    tracker = quality_tracker(settings, outputs)
+    telemetry.watch_quality(tracker.snapshot, settings.monitoring.quality.series_metrics_cap)
+    if quality_forwarder is not None:
+        telemetry.add_forwarder(quality_forwarder.name, quality_forwarder.stats)
     monitor = build_monitor(
         source, store, settings, log=path, refitter=refitter, clock=clock, sleep=sleep, stop=stop,
-        observers=[telemetry],
+        observers=[telemetry], quality=tracker,
     )  # fmt: skip
+    _forget_everywhere(tracker, monitor.detector, store, refitter)
     report = _status_file(settings, monitor, refitter, path, telemetry)
     monitor.observers.append(report)
-    alerting = _alerting(settings, store, telemetry)
+    alerting = _alerting(settings, store, telemetry, tracker)
     if alerting is not None:
         monitor.observers.append(alerting)
+        tracker.on_drop.append(alerting.engine.forget)
     if on_start is not None:
         on_start()
     if settings.monitoring.source != "replay":
@@ -321,11 +376,15 @@ def _run_daemon(
         if alerting is not None:
             alerting.close(clock())
         report.write(status="stopped")
+        if quality_forwarder is not None:
+            quality_forwarder.close(max(1.0, settings.influxdb.timeout_seconds))
         if server is not None:
             server.close()
 
 
-def _alerting(settings: Settings, store: ModelStore, telemetry: Telemetry) -> Alerting | None:
+def _alerting(
+    settings: Settings, store: ModelStore, telemetry: Telemetry, tracker: QualityTracker
+) -> Alerting | None:
     """Return the alerting observer (outbox thread started), wired to model ages and spool backlog."""
 
     def model_age(series: str, now: float) -> float | None:
@@ -336,7 +395,11 @@ def _alerting(settings: Settings, store: ModelStore, telemetry: Telemetry) -> Al
         return float(sum(s.get("lag_records", 0) for s in telemetry.forwarder_stats().values()))
 
     alerting = open_alerting(
-        settings.alerts, settings.monitoring.logs_dir, model_age=model_age, backlog=backlog
+        settings.alerts,
+        settings.monitoring.logs_dir,
+        model_age=model_age,
+        backlog=backlog,
+        quality=tracker.snapshot,
     )
     if alerting is not None:
         telemetry.watch_alerts(alerting.outbox.stats)

@@ -55,6 +55,15 @@ class ModelStore:
             if self._default is None:
                 self._default = model
 
+    def drop(self, series_id: str) -> None:
+        """Forget a series' own model (the series is gone); the next artifact write leaves it out."""
+        with self._lock:
+            if series_id in self._models:
+                models = dict(self._models)
+                del models[series_id]
+                self._models = models
+            self._warned.discard(series_id)
+
     def models(self) -> dict[str, SeriesModel]:
         """Return a snapshot of all own models."""
         return dict(self._models)
