@@ -8,6 +8,7 @@ secrets; no secret is committed anywhere.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -133,9 +134,12 @@ def _sink_schema() -> tuple[dict[str, tuple[set[str], set[str]]], dict[str, set[
         threshold=1.0,
         model="prophet",
     )
+    other = dataclasses.replace(
+        record, series="metric=memory_used,host=web-01", labels={"metric": "memory_used", "host": "web-01"}
+    )
     schema: dict[str, tuple[set[str], set[str]]] = {}
     values: dict[str, set[str]] = {}
-    for line in lineproto.encode_record(record):
+    for line in lineproto.encode_record(record) + lineproto.encode_record(other):
         series, field_text, _ts = line.split(" ")  # the sample has nothing to escape
         measurement, *tag_pairs = series.split(",")
         tags, fields = schema.setdefault(measurement, (set(), set()))

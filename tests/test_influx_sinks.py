@@ -6,6 +6,7 @@ metric `<measurement>_<field>`, each tag a label. InfluxDB 1.6 is read back with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import socket
@@ -47,6 +48,7 @@ from core.sinks.influx import (
 from core.sinks.lineproto import (
     ANOMALY_FIELDS,
     CPU_FIELDS,
+    METRIC_FIELDS,
     SCHEMA,
     encode_record,
     encode_records,
@@ -80,6 +82,13 @@ def rec(
         threshold=1.0,
         model="profile",
     )
+
+
+def metric_rec(i: int, host: str, metric: str, **kwargs: Any) -> ScoredRecord:
+    """Return ``rec(i, host)`` as a series of ``metric`` (the ``metric`` label first, as the source does)."""
+    base = rec(i, host, **kwargs)
+    labels = {"metric": metric, "host": host}
+    return dataclasses.replace(base, series=f"metric={metric},host={host}", labels=labels)
 
 
 def records(n: int, host: str, start: int = 0, **kwargs: Any) -> list[ScoredRecord]:
@@ -198,12 +207,26 @@ def test_format_line_escapes_and_omits(
 def test_record_becomes_the_three_points_of_the_schema() -> None:
     record = rec(3, "web-01", t0=1_700_000_000.1234)
     assert encode_record(record) == [
-        "cpu_metrics,host=web-01,metric_type=actual,source=test cpu_usage=3.0 1700000003123",
-        "cpu_metrics,host=web-01,metric_type=forecasted,source=test "
+        "cpu_metrics,host=web-01,metric=cpu,metric_type=actual,source=test cpu_usage=3.0 1700000003123",
+        "cpu_metrics,host=web-01,metric=cpu,metric_type=forecasted,source=test "
         "cpu_usage=50.0,yhat_lower=40.0,yhat_upper=60.0 1700000003123",
-        "anomaly_detection,host=web-01,severity=normal "
+        "anomaly_detection,host=web-01,metric=cpu,severity=normal "
         "is_anomaly=true,anomaly_score=0.3,confidence=0.9,threshold=1.0 1700000003123",
     ]
+
+
+def test_other_metrics_go_to_metric_values_tagged_with_their_metric() -> None:
+    record = metric_rec(3, "web-01", "memory_used", t0=1_700_000_000.1234)
+    assert encode_record(record) == [
+        "metric_values,host=web-01,metric=memory_used,metric_type=actual,source=test value=3.0 1700000003123",
+        "metric_values,host=web-01,metric=memory_used,metric_type=forecasted,source=test "
+        "value=50.0,yhat_lower=40.0,yhat_upper=60.0 1700000003123",
+        "anomaly_detection,host=web-01,metric=memory_used,severity=normal "
+        "is_anomaly=true,anomaly_score=0.3,confidence=0.9,threshold=1.0 1700000003123",
+    ]
+    # The same host under two metrics: distinct series in every measurement.
+    cpu, other = encode_record(rec(3, "web-01")), encode_record(record)
+    assert all(a.split(" ")[0] != b.split(" ")[0] for a, b in zip(cpu, other, strict=True))
 
 
 def test_nan_fields_and_empty_tags_are_left_out() -> None:
@@ -224,30 +247,43 @@ def test_nan_fields_and_empty_tags_are_left_out() -> None:
         threshold=2.0,
         model="",
     )
-    assert encode_record(record) == ["anomaly_detection,host=h\\ x is_anomaly=false,threshold=2.0 1000"]
+    assert encode_record(record) == [
+        "anomaly_detection,host=h\\ x,metric=cpu is_anomaly=false,threshold=2.0 1000"
+    ]
     assert encode_records([record, record]) == encode_record(record) * 2
 
 
-def test_generic_and_fast_encoders_agree() -> None:
-    record = rec(5, "db 1,rack=2", severity="high")
+@pytest.mark.parametrize(
+    ("metric", "measurement", "field"),
+    [
+        (None, "cpu_metrics", "cpu_usage"),  # no metric label: CPU, the seed schema
+        ("cpu", "cpu_metrics", "cpu_usage"),
+        ("memory_used", "metric_values", "value"),
+        ("net rx,dev=eth0", "metric_values", "value"),  # a tag value that needs escaping
+    ],
+)
+def test_generic_and_fast_encoders_agree(metric: str | None, measurement: str, field: str) -> None:
+    host = "db 1,rack=2"
+    record = rec(5, host, severity="high") if metric is None else metric_rec(5, host, metric, severity="high")
     fast = encode_record(record)
     ts = round(record.ts * 1000)
+    tag = metric or "cpu"
     slow = [
         format_line(
-            "cpu_metrics",
-            {"host": record.host, "metric_type": "actual", "source": "test"},
-            {"cpu_usage": record.value},
+            measurement,
+            {"host": record.host, "metric": tag, "metric_type": "actual", "source": "test"},
+            {field: record.value},
             ts,
         ),
         format_line(
-            "cpu_metrics",
-            {"host": record.host, "metric_type": "forecasted", "source": "test"},
-            {"cpu_usage": record.yhat, "yhat_lower": record.lower, "yhat_upper": record.upper},
+            measurement,
+            {"host": record.host, "metric": tag, "metric_type": "forecasted", "source": "test"},
+            {field: record.yhat, "yhat_lower": record.lower, "yhat_upper": record.upper},
             ts,
         ),
         format_line(
             "anomaly_detection",
-            {"host": record.host, "severity": "high"},
+            {"host": record.host, "metric": tag, "severity": "high"},
             {"is_anomaly": True, "anomaly_score": 0.5, "confidence": 0.9, "threshold": 1.0},
             ts,
         ),
@@ -256,7 +292,8 @@ def test_generic_and_fast_encoders_agree() -> None:
 
 
 def test_schema_constants_name_what_is_written() -> None:
-    lines = encode_record(rec(1, "h"))
+    lines = encode_record(rec(1, "h")) + encode_record(metric_rec(1, "h", "latency_p95"))
+    assert {line.split(",")[0] for line in lines} == set(SCHEMA)
     for line in lines:
         head, fields, _ = line.split(" ")
         measurement, *tags = head.split(",")
@@ -264,6 +301,7 @@ def test_schema_constants_name_what_is_written() -> None:
         assert {t.split("=")[0] for t in tags} <= set(tag_keys)
         assert {f.split("=")[0] for f in fields.split(",")} <= set(field_keys)
     assert set(CPU_FIELDS) == {"cpu_usage", "yhat_lower", "yhat_upper"}
+    assert set(METRIC_FIELDS) == {"value", "yhat_lower", "yhat_upper"}
     assert set(ANOMALY_FIELDS) == {"is_anomaly", "anomaly_score", "confidence", "threshold"}
 
 
@@ -417,10 +455,10 @@ def test_v2_write_reaches_victoria_metrics_with_the_schema(
 
     assert_exactly_once_in_vm(victoria_metrics.url, host, n)
     [actual] = vm_export(victoria_metrics.url, f'cpu_metrics_cpu_usage{{host="{host}",metric_type="actual"}}')
-    assert actual.labels == {"host": host, "metric_type": "actual", "source": "test"}
+    assert actual.labels == {"host": host, "metric": "cpu", "metric_type": "actual", "source": "test"}
     assert actual.values == [float(i) for i in range(n)]
     [flag] = vm_export(victoria_metrics.url, f'anomaly_detection_is_anomaly{{host="{host}"}}')
-    assert flag.labels == {"host": host, "severity": "normal"}
+    assert flag.labels == {"host": host, "metric": "cpu", "severity": "normal"}
     assert flag.values == [i % 2 for i in range(n)]  # booleans become 1/0
     assert (fwd.records_written, fwd.points_written, fwd.lag_records) == (n, 3 * n, 0)
     assert fwd.batches_ok == len([e for e in events if e.kind == "written"]) >= 3  # batch_size 100
@@ -428,6 +466,32 @@ def test_v2_write_reaches_victoria_metrics_with_the_schema(
     stats = fwd.stats()
     assert stats["points_written"] == 3 * n and stats["lag_records"] == stats["lag_bytes"] == 0
     assert stats["write_latency_mean_seconds"] > 0
+
+
+@servers_test
+def test_v2_other_metrics_reach_victoria_metrics_tagged_with_their_metric(
+    victoria_metrics: VictoriaMetricsServer, wal: MetricsLog, started: Callable[[Forwarder], Forwarder]
+) -> None:
+    host, n = unique_name("host"), 20
+    fwd = started(forwarder(wal, v2_writer(victoria_metrics)))
+    wal.append(records(n, host) + [metric_rec(i, host, "memory_used") for i in range(n)])
+    assert fwd.flush(15)
+
+    both = f'{{__name__=~"cpu_metrics_cpu_usage|metric_values_value",host="{host}",metric_type="actual"}}'
+    got = {s.labels["metric"]: s for s in vm_wait_for_export(victoria_metrics.url, both, min_samples=2 * n)}
+    assert set(got) == {"cpu", "memory_used"}
+    assert got["cpu"].name == "cpu_metrics_cpu_usage" and got["memory_used"].name == "metric_values_value"
+    assert got["memory_used"].labels == {
+        "host": host,
+        "metric": "memory_used",
+        "metric_type": "actual",
+        "source": "test",
+    }
+    assert got["memory_used"].values == [float(i) for i in range(n)]
+    band = vm_export(victoria_metrics.url, f'{{__name__=~"metric_values_yhat_.+",host="{host}"}}')
+    assert sorted(s.name for s in band) == ["metric_values_yhat_lower", "metric_values_yhat_upper"]
+    flags = vm_export(victoria_metrics.url, f'anomaly_detection_is_anomaly{{host="{host}"}}')
+    assert sorted(s.labels["metric"] for s in flags) == ["cpu", "memory_used"]
 
 
 @servers_test
@@ -693,6 +757,35 @@ def test_v1_write_creates_the_database_and_reads_back_with_influxql(
         "SELECT * FROM cpu_metrics WHERE metric_type = 'actual' LIMIT 1", db=db, epoch="ms"
     )["results"][0]["series"][0]
     assert dict(zip(first["columns"], first["values"][0], strict=True))["time"] == T0 * 1000
+
+
+@servers_test
+def test_v1_other_metrics_read_back_by_metric_tag_with_influxql(
+    influxdb1: InfluxDB1Server, wal: MetricsLog, started: Callable[[Forwarder], Forwarder]
+) -> None:
+    db, host, n = unique_name("metrics"), "web-01", 12
+    fwd = started(forwarder(wal, InfluxV1Writer(influxdb1.url, db, timeout=5)))
+    wal.append(records(n, host) + [metric_rec(i, host, "net_rx_bytes") for i in range(n)])
+    assert fwd.flush(15)
+
+    tags = influxdb1.query("SHOW TAG VALUES WITH KEY = metric", db=db)["results"][0]["series"]
+    assert {s["name"]: sorted(v for _, v in s["values"]) for s in tags} == {
+        "anomaly_detection": ["cpu", "net_rx_bytes"],
+        "cpu_metrics": ["cpu"],
+        "metric_values": ["net_rx_bytes"],
+    }
+    fields = influxdb1.query("SHOW FIELD KEYS FROM metric_values", db=db)["results"][0]["series"]
+    assert dict(fields[0]["values"]) == {"value": "float", "yhat_lower": "float", "yhat_upper": "float"}
+    # What a Grafana variable $metric does: one query over both measurements, selected by the tag.
+    for metric, measurement in (("cpu", "cpu_metrics"), ("net_rx_bytes", "metric_values")):
+        q = (
+            "SELECT * FROM /^(cpu_metrics|metric_values)$/ "
+            f"WHERE metric = '{metric}' AND metric_type = 'forecasted'"
+        )
+        [series] = influxdb1.query(q, db=db)["results"][0]["series"]
+        assert series["name"] == measurement and len(series["values"]) == n
+    q = "SELECT count(is_anomaly) FROM anomaly_detection WHERE metric = 'net_rx_bytes'"
+    assert influx_count(influxdb1, db, q) == {"count": n}
 
 
 @servers_test

@@ -1,13 +1,23 @@
 """Encode scored records as InfluxDB line protocol (the schema the dashboards read).
 
-The schema is fixed by the product; every scored record becomes up to three points, timestamps in
-milliseconds (``round(ts * 1000)``, written with ``precision=ms``; ``H`` = host, ``S`` = source)::
+The CPU schema is fixed by the product; every scored record becomes up to three points, timestamps in
+milliseconds (``round(ts * 1000)``, written with ``precision=ms``; ``H`` = host, ``S`` = source,
+``M`` = the record's metric)::
 
-    cpu_metrics,host=H,metric_type=actual,source=S cpu_usage=<value> <ts_ms>
-    cpu_metrics,host=H,metric_type=forecasted,source=S cpu_usage=<yhat>,yhat_lower=<lower>,
+    cpu_metrics,host=H,metric=cpu,metric_type=actual,source=S cpu_usage=<value> <ts_ms>
+    cpu_metrics,host=H,metric=cpu,metric_type=forecasted,source=S cpu_usage=<yhat>,
+        yhat_lower=<lower>,yhat_upper=<upper> <ts_ms>                       (one line)
+    anomaly_detection,host=H,metric=M,severity=<severity> is_anomaly=<true|false>,
+        anomaly_score=<score>,confidence=<confidence>,threshold=<threshold> <ts_ms>   (one line)
+
+Every other metric (a series with a ``metric`` label, see ``core/sources/prometheus.py``) goes to one
+measurement, so that one Grafana variable over the ``metric`` tag selects any metric, CPU included::
+
+    metric_values,host=H,metric=M,metric_type=actual,source=S value=<value> <ts_ms>
+    metric_values,host=H,metric=M,metric_type=forecasted,source=S value=<yhat>,yhat_lower=<lower>,
         yhat_upper=<upper> <ts_ms>                                          (one line)
-    anomaly_detection,host=H,severity=<severity> is_anomaly=<true|false>,anomaly_score=<score>,
-        confidence=<confidence>,threshold=<threshold> <ts_ms>               (one line)
+
+A record's metric is its ``metric`` label, absent = ``cpu``; it is looked up once per series id.
 
 Rules: a NaN, infinite or missing field is left out, and a point left with no field is not written;
 an empty tag value is left out (line protocol has no empty tag values). Floats are written with
@@ -21,7 +31,7 @@ in string field values double quotes and backslashes. Only tag escaping is on th
 it lives here; the generic encoder the tests use as an oracle is ``tests/support/lineproto_oracle.py``.
 
 VictoriaMetrics stores each field as the metric ``<measurement>_<field>`` (``cpu_metrics_cpu_usage``,
-``anomaly_detection_is_anomaly`` with 1/0) and each tag as a label.
+``metric_values_value``, ``anomaly_detection_is_anomaly`` with 1/0) and each tag as a label.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
+from core.config import CPU_METRIC, METRIC_LABEL
 from core.records import ScoredRecord
 
 if TYPE_CHECKING:
@@ -48,23 +59,31 @@ __all__ = [
     "FIELD_IS_ANOMALY",
     "FIELD_THRESHOLD",
     "FIELD_YHAT_LOWER",
+    "FIELD_VALUE",
     "FIELD_YHAT_UPPER",
+    "METRIC_FIELDS",
+    "METRIC_MEASUREMENT",
+    "METRIC_TAGS",
     "METRIC_TYPE_ACTUAL",
     "METRIC_TYPE_FORECASTED",
     "SCHEMA",
     "TAG_HOST",
+    "TAG_METRIC",
     "TAG_METRIC_TYPE",
     "TAG_SEVERITY",
     "TAG_SOURCE",
     "encode_record",
     "encode_records",
     "escape_tag",
+    "measurement_of",
 ]
 
 CPU_MEASUREMENT = "cpu_metrics"
+METRIC_MEASUREMENT = "metric_values"
 ANOMALY_MEASUREMENT = "anomaly_detection"
 
 TAG_HOST = "host"
+TAG_METRIC = METRIC_LABEL
 TAG_METRIC_TYPE = "metric_type"
 TAG_SOURCE = "source"
 TAG_SEVERITY = "severity"
@@ -73,6 +92,7 @@ METRIC_TYPE_ACTUAL = "actual"
 METRIC_TYPE_FORECASTED = "forecasted"
 
 FIELD_CPU_USAGE = "cpu_usage"
+FIELD_VALUE = "value"
 FIELD_YHAT_LOWER = "yhat_lower"
 FIELD_YHAT_UPPER = "yhat_upper"
 FIELD_IS_ANOMALY = "is_anomaly"
@@ -80,16 +100,27 @@ FIELD_ANOMALY_SCORE = "anomaly_score"
 FIELD_CONFIDENCE = "confidence"
 FIELD_THRESHOLD = "threshold"
 
-CPU_TAGS = (TAG_HOST, TAG_METRIC_TYPE, TAG_SOURCE)
+CPU_TAGS = (TAG_HOST, TAG_METRIC, TAG_METRIC_TYPE, TAG_SOURCE)
 CPU_FIELDS = (FIELD_CPU_USAGE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER)
-ANOMALY_TAGS = (TAG_HOST, TAG_SEVERITY)
+METRIC_TAGS = CPU_TAGS
+METRIC_FIELDS = (FIELD_VALUE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER)
+ANOMALY_TAGS = (TAG_HOST, TAG_METRIC, TAG_SEVERITY)
 ANOMALY_FIELDS = (FIELD_IS_ANOMALY, FIELD_ANOMALY_SCORE, FIELD_CONFIDENCE, FIELD_THRESHOLD)
 
 # measurement -> (tag keys, field keys): everything the sink writes, for dashboard checks.
 SCHEMA: Mapping[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     CPU_MEASUREMENT: (CPU_TAGS, CPU_FIELDS),
+    METRIC_MEASUREMENT: (METRIC_TAGS, METRIC_FIELDS),
     ANOMALY_MEASUREMENT: (ANOMALY_TAGS, ANOMALY_FIELDS),
 }
+
+
+def measurement_of(metric: str) -> tuple[str, str]:
+    """Return the measurement and the value field the points of ``metric`` are written to."""
+    if metric == CPU_METRIC:
+        return CPU_MEASUREMENT, FIELD_CPU_USAGE
+    return METRIC_MEASUREMENT, FIELD_VALUE
+
 
 _CONTROL = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 _ESCAPE_KEY = str.maketrans({",": "\\,", "=": "\\=", " ": "\\ ", **_CONTROL})
@@ -100,6 +131,8 @@ _NEG_INF = -math.inf
 # Hosts, sources and severities repeat on every tick: escape each distinct value once.
 _TAG_CACHE: dict[str, str] = {}
 _TAG_CACHE_MAX = 100_000
+# Series id -> (measurement, value field, ",metric=M"): a series' metric never changes.
+_SERIES_CACHE: dict[str, tuple[str, str, str]] = {}
 
 
 def escape_tag(text: str) -> str:
@@ -145,23 +178,37 @@ _ACTUAL = f",{TAG_METRIC_TYPE}={METRIC_TYPE_ACTUAL}"
 _FORECASTED = f",{TAG_METRIC_TYPE}={METRIC_TYPE_FORECASTED}"
 
 
+def _layout(record: ScoredRecord) -> tuple[str, str, str]:
+    """Return the record's measurement, value field and escaped ``,metric=M`` tag (cached per series)."""
+    layout = _SERIES_CACHE.get(record.series)
+    if layout is None:
+        metric = record.labels.get(METRIC_LABEL) or CPU_METRIC
+        measurement, field = measurement_of(metric)
+        layout = (measurement, field, f",{TAG_METRIC}={escape_tag(metric)}")
+        if len(_SERIES_CACHE) >= _TAG_CACHE_MAX:
+            _SERIES_CACHE.clear()
+        _SERIES_CACHE[record.series] = layout
+    return layout
+
+
 def _encode_into(record: ScoredRecord, out: list[str]) -> None:
     # Hot path: plain string building (the generic format_line is several times slower).
     ts = f" {round(record.ts * 1000)}"
     host = f",{TAG_HOST}={escape_tag(record.host)}" if record.host else ""
     source = f",{TAG_SOURCE}={escape_tag(record.source)}" if record.source else ""
+    measurement, field, metric = _layout(record)
 
     value = _float(record.value)
     if value is not None:
-        out.append(f"{CPU_MEASUREMENT}{host}{_ACTUAL}{source} {FIELD_CPU_USAGE}={value}{ts}")
+        out.append(f"{measurement}{host}{metric}{_ACTUAL}{source} {field}={value}{ts}")
 
     forecast = _join(
-        FIELD_CPU_USAGE, _float(record.yhat),
+        field, _float(record.yhat),
         FIELD_YHAT_LOWER, _float(record.lower),
         FIELD_YHAT_UPPER, _float(record.upper),
     )  # fmt: skip
     if forecast:
-        out.append(f"{CPU_MEASUREMENT}{host}{_FORECASTED}{source} {forecast}{ts}")
+        out.append(f"{measurement}{host}{metric}{_FORECASTED}{source} {forecast}{ts}")
 
     severity = f",{TAG_SEVERITY}={escape_tag(record.severity)}" if record.severity else ""
     decision = _join(
@@ -171,7 +218,7 @@ def _encode_into(record: ScoredRecord, out: list[str]) -> None:
     )  # fmt: skip
     flag = "true" if record.is_anomaly else "false"
     rest = f",{decision}" if decision else ""
-    out.append(f"{ANOMALY_MEASUREMENT}{host}{severity} {FIELD_IS_ANOMALY}={flag}{rest}{ts}")
+    out.append(f"{ANOMALY_MEASUREMENT}{host}{metric}{severity} {FIELD_IS_ANOMALY}={flag}{rest}{ts}")
 
 
 def _join(k1: str, v1: str | None, k2: str, v2: str | None, k3: str, v3: str | None) -> str:
