@@ -234,7 +234,7 @@ def _join(k1: str, v1: str | None, k2: str, v2: str | None, k3: str, v3: str | N
 #         lateness_seconds=<s>,stale=<true|false> <ts_ms>                   (one line)
 
 QUALITY_MEASUREMENT = "data_quality"
-QUALITY_TAG_METRIC = "metric"
+QUALITY_TAG_METRIC = TAG_METRIC
 FIELD_COMPLETENESS = "completeness"
 FIELD_STALENESS = "staleness_seconds"
 FIELD_INVALID_POINTS = "invalid_points"
