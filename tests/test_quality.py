@@ -6,6 +6,7 @@ outside the metric's physical range, ``_`` no point at all.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -161,3 +162,31 @@ def test_metrics_show_fleet_aggregates_and_the_worst_series_up_to_the_cap() -> N
     stale_lines = [line for line in text.splitlines() if line.startswith("anomaly_detector_series_stale{")]
     assert stale_lines == ['anomaly_detector_series_stale{host="b",metric="cpu",series="host=b"} 1.0']
     assert "anomaly_detector_quality_series_omitted 2.0" in text
+
+
+@pytest.mark.servers
+def test_rows_queued_while_influxdb_is_down_reach_it_after_its_restart(influxdb1_fresh) -> None:
+    from servers import unique_name
+
+    from core.sinks.influx import InfluxV1Writer
+    from core.sinks.quality import QualityForwarder
+
+    db = unique_name("quality")
+    fwd = QualityForwarder(InfluxV1Writer(influxdb1_fresh.url, db, timeout=2.0), max_backoff=0.5).start()
+    try:
+        row = QualityRow(T0, "host=a", "cpu", "a", 1.0, 0.5, 0, 0.5, False)
+        fwd.write_quality([row])
+        influxdb1_fresh.stop()
+        later = [dataclasses.replace(row, ts=T0 + i, stale=True) for i in range(1, 4)]
+        fwd.write_quality(later)
+        time.sleep(1.5)
+        assert fwd.stats()["lag_records"] >= 3 and fwd.failures >= 1
+        influxdb1_fresh.start()
+        deadline = time.monotonic() + 20
+        while fwd.stats()["lag_records"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        fwd.close(5.0)
+    answer = influxdb1_fresh.query("SELECT stale, invalid_points FROM data_quality", db=db, epoch="ms")
+    values = answer["results"][0]["series"][0]["values"]
+    assert [v[1] for v in values] == [False, True, True, True] and fwd.dropped == 0

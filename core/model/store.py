@@ -6,6 +6,7 @@ import threading
 
 from loguru import logger
 
+from core.config import CPU_METRIC, METRIC_LABEL
 from core.model.artifact import ModelArtifact, SeriesModel
 
 __all__ = ["ModelStore"]
@@ -14,13 +15,15 @@ __all__ = ["ModelStore"]
 class ModelStore:
     """Series id -> model; readers never lock, a refit replaces one entry by swapping the whole map.
 
-    A series with no model of its own borrows the first model of the artifact (logged once) until a
-    refit gives it its own.
+    A series with no model of its own borrows the first model of its metric (logged once) until a
+    refit gives it its own; never another metric's (its values have another unit and range).
     """
 
     def __init__(self, artifact: ModelArtifact | None = None) -> None:
         self._models: dict[str, SeriesModel] = dict(artifact.models) if artifact else {}
-        self._default: SeriesModel | None = next(iter(self._models.values()), None)
+        self._defaults: dict[str, SeriesModel] = {}
+        for model in self._models.values():
+            self._defaults.setdefault(model.labels.get(METRIC_LABEL, CPU_METRIC), model)
         self.artifact = artifact
         self._lock = threading.Lock()
         self._warned: set[str] = set()
@@ -30,17 +33,18 @@ class ModelStore:
         model = self._models.get(series_id)
         if model is not None:
             return model, False
+        default = self._defaults.get(_metric_of(series_id))
         if series_id not in self._warned:
             self._warned.add(series_id)
-            if self._default is not None:
+            if default is not None:
                 logger.warning(
-                    f"series {series_id} has no model of its own; using {self._default.id}'s until refit"
+                    f"series {series_id} has no model of its own; using {default.id}'s until refit"
                 )
             else:
                 logger.warning(
                     f"series {series_id} has no model yet; its points are stored unscored until refit"
                 )
-        return self._default, True
+        return default, True
 
     def own(self, series_id: str) -> SeriesModel | None:
         """Return the series' own model, if any."""
@@ -52,18 +56,33 @@ class ModelStore:
             models = dict(self._models)
             models[model.id] = model
             self._models = models
-            if self._default is None:
-                self._default = model
+            self._defaults.setdefault(model.labels.get(METRIC_LABEL, CPU_METRIC), model)
 
     def drop(self, series_id: str) -> None:
         """Forget a series' own model (the series is gone); the next artifact write leaves it out."""
         with self._lock:
             if series_id in self._models:
                 models = dict(self._models)
-                del models[series_id]
+                gone = models.pop(series_id)
                 self._models = models
+                metric = gone.labels.get(METRIC_LABEL, CPU_METRIC)
+                if self._defaults.get(metric) is gone:
+                    same = (m for m in models.values() if m.labels.get(METRIC_LABEL, CPU_METRIC) == metric)
+                    successor = next(same, None)
+                    if successor is None:
+                        del self._defaults[metric]
+                    else:
+                        self._defaults[metric] = successor
             self._warned.discard(series_id)
 
     def models(self) -> dict[str, SeriesModel]:
         """Return a snapshot of all own models."""
         return dict(self._models)
+
+
+def _metric_of(series_id: str) -> str:
+    """Return the metric of a series id: its leading ``metric=<name>`` pair, else ``cpu``."""
+    prefix = f"{METRIC_LABEL}="
+    if series_id.startswith(prefix):
+        return series_id[len(prefix) :].split(",", 1)[0]  # metric names hold no comma
+    return CPU_METRIC

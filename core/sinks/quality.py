@@ -96,6 +96,7 @@ class QualityForwarder:
         self.batches = 0
         self.failures = 0
         self.dropped = 0
+        self._head = 0  # lines ever removed from the queue's left end (sent or dropped)
 
     def start(self) -> QualityForwarder:
         """Start the sending thread."""
@@ -109,7 +110,9 @@ class QualityForwarder:
         lines = encode_quality(rows)
         with self._cond:
             room = (self._queue.maxlen or 0) - len(self._queue)
-            self.dropped += max(0, len(lines) - room)
+            overflow = max(0, len(lines) - room)
+            self.dropped += overflow
+            self._head += overflow  # the deque drops them from its left end
             self._queue.extend(lines)
             self._cond.notify()
 
@@ -142,6 +145,7 @@ class QualityForwarder:
                 if not self._queue:
                     return
                 batch = [self._queue[i] for i in range(min(self.batch_size, len(self._queue)))]
+                start = self._head
             try:
                 self.writer.write(batch)
             except RetryableWriteError as exc:
@@ -161,5 +165,8 @@ class QualityForwarder:
                 self.batches += 1
                 backoff = 0.5
             with self._cond:
-                for _ in range(min(len(batch), len(self._queue))):
+                # Only what is left of this batch: overflow may have dropped its first lines meanwhile.
+                done = min(len(self._queue), max(0, start + len(batch) - self._head))
+                for _ in range(done):
                     self._queue.popleft()
+                self._head += done
