@@ -40,6 +40,17 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _days(text: str) -> float:
+    """Parse a positive, finite number of days (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of days; give e.g. 14")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser (flags override config.yaml, which overrides built-in defaults)."""
     from core import __version__
@@ -68,7 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output-dir", default="outputs", help="where models, reports and plots go (default: outputs)"
     )
-    p.add_argument("--prometheus-url", default=None, help="Prometheus base URL (monitor mode)")
+    p.add_argument(
+        "--prometheus-url", default=None, help="Prometheus base URL (monitor, train --from-prometheus)"
+    )
+    p.add_argument(
+        "--from-prometheus",
+        action="store_true",
+        help="train mode: fit every series of every configured metric from Prometheus history",
+    )
+    p.add_argument(
+        "--days", type=_days, default=None, help="with --from-prometheus: days of history (default: 14)"
+    )
     p.add_argument("--monitoring-interval", type=float, default=None, help="seconds between polls")
     p.add_argument(
         "--duration", type=_seconds, default=None, help="stop the monitor after this many seconds (> 0)"
@@ -142,7 +163,12 @@ def _setup_logging(level: str, logs_dir: Path, settings: Settings) -> None:
 
 def run(argv: list[str] | None = None) -> int:
     """Parse flags, run one mode and return the exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if (args.from_prometheus or args.days is not None) and args.mode != "train":
+        parser.error("--from-prometheus and --days belong to --mode train")
+    if args.days is not None and not args.from_prometheus:
+        parser.error("--days needs --from-prometheus (a CSV brings its own history)")
     from core.config import load_settings
     from core.errors import AnomalyDetectorError, exit_code_for
 
@@ -198,19 +224,22 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from tqdm import tqdm
 
         from core.train import train
+        from core.train_prometheus import train_from_prometheus
 
         # A bar only on a terminal: logs, pipes and tests get none.
         with tqdm(unit="series", desc="fit", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
-            result = train(
-                settings,
-                dataset,
-                model_path=model_path,
-                output_dir=output_dir,
-                plots=not args.no_plots,
-                eda=not args.no_eda,
-                labels=args.labels,
-                progress=lambda _outcome: bar.update(),
-            )
+            common: dict[str, Any] = {
+                "model_path": model_path,
+                "output_dir": output_dir,
+                "plots": not args.no_plots,
+                "eda": not args.no_eda,
+                "progress": lambda _outcome: bar.update(),
+            }
+            if args.from_prometheus:
+                days = 14.0 if args.days is None else args.days
+                result = train_from_prometheus(settings, days=days, **common)
+            else:
+                result = train(settings, dataset, labels=args.labels, **common)
         print(
             f"trained {len(result.artifact.models)} series in {result.metadata['train_seconds']:.1f} s: "
             f"{result.artifact_path} ({result.artifact_bytes / 1e6:.2f} MB), {result.metadata_path}"

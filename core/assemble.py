@@ -52,7 +52,7 @@ from core.sources import open_source
 from core.sources.replay import ReplaySeries, ReplaySource, replay_series
 from core.sources.shard import ShardedSource, parse_shard
 from core.telemetry import Telemetry, TelemetryServer, status_payload
-from core.units import clip_range, live_unit
+from core.units import SeriesPlans
 
 if TYPE_CHECKING:
     from core.config import Settings
@@ -211,6 +211,7 @@ def _refitter(
 ) -> Refitter:
     # A fallback source's history is not the series': its refits never reach the artifact.
     units = {mod.unit for mod in store.models().values()}
+    plans = SeriesPlans(settings, source=source.name, model_units=units)
     replaying = settings.monitoring.source == "replay"
     return Refitter(
         store,
@@ -218,7 +219,7 @@ def _refitter(
         settings.model,
         RefitPolicy.from_settings(settings),
         artifact_path=model_path,
-        clip=clip_range(live_unit(source.name, units, settings), settings),
+        plans=plans,
         clock=clock,
         executor=InlineExecutor() if replaying else None,
         fitter=fit_here if replaying else _fitter(settings),

@@ -576,7 +576,10 @@ class Settings(_Section):
         """Return a short, stable hash of everything that changes what a trained model is."""
         # Where and how many at a time series are fitted does not change what a fit gives.
         model = self.model.model_dump(mode="json", exclude=_PLACEMENT_KEYS)
-        payload = {"data": self.data.model_dump(mode="json"), "model": model}
+        payload: dict[str, Any] = {"data": self.data.model_dump(mode="json"), "model": model}
+        if self.metrics:  # each metric's range clips its bands, its overrides change its fits
+            keys = {"name", "unit", "physical_range", "model"}
+            payload["metrics"] = [m.model_dump(mode="json", include=keys) for m in self.metrics]
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         return f"sha256:{digest[:16]}"
 

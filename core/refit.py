@@ -4,6 +4,8 @@ A series is due when it has no model of its own, when its model is older than th
 when its band is about to run out. The fit runs on an executor: a worker thread in production, inline
 in a replay (a simulated clock makes the refit instantaneous there, and causal: the source's history
 ends at the simulated now). Failed or impossible fits are retried after a back-off, never in a loop.
+With ``plans`` (``core.units.SeriesPlans``) each series is fitted with its metric's model settings and
+clipped to its metric's physical range; without, every series gets ``model_settings`` and ``clip``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from core.model.store import ModelStore
 from core.protocols import Source
 from core.records import SeriesRef
 from core.timegrid import DAY, from_epoch
+from core.units import SeriesPlans
 
 __all__ = ["DaemonExecutor", "InlineExecutor", "ProcessFitter", "RefitPolicy", "Refitter", "fit_here"]
 
@@ -227,6 +230,7 @@ class Refitter:
         clip: tuple[float, float] | None = None,
         fitter: Fitter = fit_here,
         persist: bool = True,
+        plans: SeriesPlans | None = None,
     ) -> None:
         self.store = store
         self.source = source
@@ -237,6 +241,7 @@ class Refitter:
         self.artifact_path = Path(artifact_path) if artifact_path else None
         self.clock = clock
         self.clip = clip
+        self.plans = plans
         self.fitter = fitter
         self.stats = RefitStats()
         self._pending: dict[str, Future[SeriesModel | None]] = {}
@@ -374,10 +379,15 @@ class Refitter:
             self._next_try[series.id] = now + max(self.policy.interval, 60.0)
             return None
         frame = pd.DataFrame({"ds": from_epoch(t), "y": y})
+        settings, clip, unit = self.settings, self.clip, previous.unit if previous else "raw"
+        if self.plans is not None:
+            plan = self.plans.of(series.id, series.labels)
+            settings, clip = plan.model, plan.clip
+            unit = plan.unit if previous is None or self.plans.declared else unit
         fitted = choose_and_fit(
-            self.settings,
+            settings,
             frame,
-            clip=self.clip,
+            clip=clip,
             span=float(t[-1] - t[0]),
             prophet_min_span=self.policy.prophet_min_span,
             fitter=self.fitter,  # a short history's profile model is fitted here: milliseconds, no process
@@ -393,7 +403,7 @@ class Refitter:
             fitted,
             series.id,
             dict(series.labels),
-            unit=previous.unit if previous else "raw",
+            unit=unit,
             scale=previous.scale if previous else 1.0,
         )
 

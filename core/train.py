@@ -1,10 +1,12 @@
-"""Train mode: CSV -> clean series -> one model per series -> band -> artifact, metadata and plots."""
+"""Train mode: CSV -> clean series -> one model per series -> band -> artifact, metadata and plots.
+
+:func:`train` reads the CSV; :func:`train_series` fits and writes any clean series, each with its own
+unit, clip range and model settings (``core/train_prometheus.py`` feeds it Prometheus history).
+"""
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,19 +17,20 @@ import pandas as pd
 from loguru import logger
 
 from core.cleaning import OUTLIER_CUT, aggregate, find_outliers, nice_step
-from core.config import Settings
-from core.data import LoadReport, Series, load_dataset, split_series
+from core.config import ModelSettings, Settings
+from core.data import Series, load_dataset, split_series
 from core.errors import ConfigError, DataError
 from core.evaluation.labels import ALL_SERIES, load_windows
-from core.fsutil import atomic_write_json
+from core.fsutil import StagedFiles, atomic_write_json
 from core.model.artifact import ModelArtifact, SeriesModel, save_artifact
 from core.model.forecaster import MAX_GRID_POINTS, FittedModel
 from core.model.parallel import FitJob, FitOutcome, describe_failures, fit_many
 from core.model.quality import band_metrics, eda_summary
 from core.scoring import ScoreParams
 from core.timegrid import DAY, WEEK, to_epoch
+from core.units import SeriesPlans, clip_range
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "TrainSeries", "train", "train_series"]
 
 
 @dataclass
@@ -42,7 +45,16 @@ class TrainResult:
     plots: list[Path] = field(default_factory=list)
 
 
-PLOT_POINTS = 200_000
+@dataclass(frozen=True)
+class TrainSeries:
+    """One clean series to train and what its values are: unit, scale, clip range, model settings."""
+
+    series: Series
+    unit: str
+    model: ModelSettings
+    clip: tuple[float, float] | None = None
+    scale: float = 1.0
+    ylabel: str = "value"
 
 
 def _epoch(frame: pd.DataFrame) -> np.ndarray:
@@ -69,42 +81,90 @@ def train(
     once per fitted series.
     """
     started = time.perf_counter()
-    artifact_path = Path(model_path)
-    if artifact_path.is_dir():
-        raise ConfigError(
-            f"{artifact_path}: the model path is a directory; name a file, "
-            f"e.g. {artifact_path / 'cpu_anomaly_model.json'}"
-        )
-    out = Path(output_dir)
+    check_model_path(model_path)
     data = load_dataset(settings, dataset)
     for line in data.report.summary():
         logger.info(line)
     for line in data.report.warnings:
         logger.warning(line)
     windows = load_windows(labels, dataset, timezone=settings.data.timezone) if labels else {}
-    params = settings.scoring.params()
-    clip = (
-        (0.0, 100.0)
-        if data.report.unit in ("fraction", "percent") and settings.model.clip_to_unit_range
-        else None
+    report = data.report
+    clip, plans = clip_range(report.unit, settings), SeriesPlans(settings, source="csv")
+    inputs = [
+        TrainSeries(
+            series,
+            report.unit,
+            plans.of(series.id, series.labels).model,
+            clip,
+            report.scale,
+            _ylabel(report.value_column, report.unit),
+        )
+        for series in data.series
+    ]
+    return train_series(
+        settings,
+        inputs,
+        dataset=report.to_dict(),
+        origin=str(dataset),
+        model_path=model_path,
+        output_dir=output_dir,
+        plots=plots,
+        eda=eda,
+        windows=windows,
+        progress=progress,
+        started=started,
     )
 
-    staged = _Staged()
+
+def check_model_path(model_path: str | Path) -> Path:
+    """Return the artifact path; a ConfigError if it names a directory."""
+    artifact_path = Path(model_path)
+    if artifact_path.is_dir():
+        raise ConfigError(
+            f"{artifact_path}: the model path is a directory; name a file, "
+            f"e.g. {artifact_path / 'cpu_anomaly_model.json'}"
+        )
+    return artifact_path
+
+
+def train_series(
+    settings: Settings,
+    inputs: list[TrainSeries],
+    *,
+    dataset: dict[str, Any],
+    origin: str,
+    model_path: str | Path,
+    output_dir: str | Path,
+    plots: bool = True,
+    eda: bool = True,
+    windows: dict[str, list[tuple[float, float]]] | None = None,
+    progress: Callable[[FitOutcome], None] | None = None,
+    started: float | None = None,
+) -> TrainResult:
+    """Fit one model per input series and write the artifact, metadata (``dataset``) and plots.
+
+    ``origin`` names where the series came from in messages (the CSV, or Prometheus' URL).
+    """
+    started = time.perf_counter() if started is None else started
+    artifact_path = check_model_path(model_path)
+    out = Path(output_dir)
+    params = settings.scoring.params()
+    staged = StagedFiles()
     try:
         models: dict[str, SeriesModel] = {}
         per_series: dict[str, Any] = {}
         plot_files: list[Path] = []
-        prepared = [_prepare_series(series, settings, windows, dataset) for series in data.series]
+        prepared = [_prepare_series(i, settings, windows or {}, origin) for i in inputs]
         outcomes = fit_many(
             settings.model,
-            [FitJob(p.series.id, p.train_part, clip) for p in prepared],
+            [FitJob(p.series.id, p.train_part, p.input.clip, p.input.model) for p in prepared],
             keep_forecast=plots,
             progress=progress,
         )
         failures = describe_failures(outcomes)
         for p, outcome in zip(prepared, outcomes, strict=True):
             series, fitted = p.series, outcome.fitted
-            model, entry, t_hold = _finish_series(p, fitted, params, data.report)
+            model, entry, t_hold = _finish_series(p, fitted, params)
             if outcome.error:
                 entry["fit_error"] = outcome.error
             models[series.id] = model
@@ -114,7 +174,9 @@ def train(
                 entry["eda"] = eda_summary(t_all, y_all)
             per_series[series.id] = entry
             if plots:
-                plot_files += _plots(
+                from core.evaluation.plots import training_plots  # matplotlib only when plotting
+
+                plot_files += training_plots(
                     out,
                     series.id,
                     t_all,
@@ -124,7 +186,7 @@ def train(
                     params=params,
                     eda=eda,
                     staged=staged,
-                    ylabel=_ylabel(data.report.value_column, data.report.unit),
+                    ylabel=p.input.ylabel,
                 )
             fitted.forecast = None  # the plots are drawn: spare a fleet's memory
 
@@ -134,6 +196,11 @@ def train(
             model_settings={
                 "data": settings.data.model_dump(mode="json"),
                 "model": settings.model.model_dump(mode="json"),
+                **(
+                    {"metrics": [m.model_dump(mode="json") for m in settings.metrics]}
+                    if settings.metrics
+                    else {}
+                ),
             },
         )
         size = save_artifact(artifact, staged.path(artifact_path))
@@ -144,7 +211,7 @@ def train(
             "artifact_bytes": size,
             "config_hash": artifact.config_hash,
             "versions": artifact.versions,
-            "dataset": data.report.to_dict(),
+            "dataset": dataset,
             "train_ratio": settings.model.train_ratio,
             "scoring": settings.scoring.model_dump(mode="json"),
             "series": per_series,
@@ -170,22 +237,27 @@ def train(
 class _Prepared:
     """A series cleaned for its fit: the rows to fit, the holdout, and what cleaning left out."""
 
-    series: Series
+    input: TrainSeries
     train_part: pd.DataFrame
     holdout: pd.DataFrame
     excluded: int
     outliers: int
     step: float | None
 
+    @property
+    def series(self) -> Series:
+        """Return the series being fitted."""
+        return self.input.series
+
 
 def _prepare_series(
-    series: Series,
+    item: TrainSeries,
     settings: Settings,
     windows: dict[str, list[tuple[float, float]]],
     dataset: str | Path,
 ) -> _Prepared:
     """Split and clean one series for its fit (labelled windows, outliers, aggregation)."""
-    m = settings.model
+    series, m = item.series, item.model
     train_part, holdout = split_series(series, m.train_ratio)
     excluded = 0
     own = windows.get(series.id, []) + windows.get(ALL_SERIES, [])
@@ -233,18 +305,18 @@ def _prepare_series(
                 f"seasonality (it needs {_duration(2 * period)}); the model has no {name} pattern: "
                 f"supply more history or set model.{name}_seasonality: false"
             )
-    return _Prepared(series, train_part, holdout, excluded, int(outliers.sum()), step)
+    return _Prepared(item, train_part, holdout, excluded, int(outliers.sum()), step)
 
 
 def _finish_series(
-    p: _Prepared, fitted: FittedModel, params: ScoreParams, report: LoadReport
+    p: _Prepared, fitted: FittedModel, params: ScoreParams
 ) -> tuple[SeriesModel, dict[str, Any], np.ndarray]:
     """Wrap and measure one fitted series; return its model, metadata entry and holdout times."""
     series, train_part, holdout = p.series, p.train_part, p.holdout
     if fitted.note:
         logger.warning(f"series {series.id}: {fitted.note}")
     model = SeriesModel.from_fitted(
-        fitted, series.id, dict(series.labels), unit=report.unit, scale=report.scale
+        fitted, series.id, dict(series.labels), unit=p.input.unit, scale=p.input.scale
     )
     t_train, y_train = _epoch(train_part), train_part["y"].to_numpy(float)
     t_hold, y_hold = _epoch(holdout), holdout["y"].to_numpy(float)
@@ -272,33 +344,6 @@ def _finish_series(
         + (f"{mape:.1f}%" if mape is not None else "n/a (no value of at least 1)")
     )
     return model, entry, t_hold
-
-
-class _Staged:
-    """Files written beside their targets under temporary names; ``commit`` renames them all into place."""
-
-    def __init__(self) -> None:
-        self._pairs: list[tuple[Path, Path]] = []
-
-    def path(self, target: Path) -> Path:
-        """Return the temporary path to write ``target``'s content to (same directory, same suffix)."""
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.stem}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{target.suffix}")
-        self._pairs.append((tmp, target))
-        return tmp
-
-    def commit(self) -> None:
-        """Rename every staged file onto its target (the metadata last, as it was staged last)."""
-        while self._pairs:
-            tmp, target = self._pairs.pop(0)
-            if tmp.exists():  # a plot with nothing to draw writes no file
-                os.replace(tmp, target)
-
-    def discard(self) -> None:
-        """Remove the staged files not yet committed."""
-        for tmp, _ in self._pairs:
-            tmp.unlink(missing_ok=True)
-        self._pairs.clear()
 
 
 def _outlier_line(series: Series, frame: pd.DataFrame, mask: np.ndarray) -> str:
@@ -344,49 +389,3 @@ def _ylabel(column: str, unit: str) -> str:
     """Return the y-axis label of a series: the metric and its unit."""
     name = "CPU usage" if column == "cpu_usage" else column
     return f"{name} (%)" if unit in ("fraction", "percent") else name
-
-
-def _plots(
-    out: Path,
-    sid: str,
-    t: np.ndarray,
-    y: np.ndarray,
-    fitted: Any,
-    *,
-    split: float | None,
-    params: ScoreParams,
-    eda: bool,
-    staged: _Staged,
-    ylabel: str,
-) -> list[Path]:
-    from core.evaluation import plots
-    from core.scoring import score
-
-    name = plots.safe_name(sid)
-    # A plot cannot show millions of points: draw every k-th (at most PLOT_POINTS), and spare the memory.
-    every = slice(None, None, max(1, -(-len(t) // PLOT_POINTS)))
-    t, y = t[every], y[every]
-    values = fitted.band.lookup(t)
-    flagged = score(y, values.yhat, values.lower, values.upper, params).is_anomaly
-    files = [out / f"forecast_{name}.png"]
-    plots.plot_forecast(
-        staged.path(files[-1]),
-        f"{sid}: forecast band ({fitted.kind})",
-        t,
-        y,
-        fitted.band,
-        split,
-        flagged,
-        ylabel=ylabel,
-    )
-    if fitted.forecast is not None:
-        target = out / f"components_{name}.png"
-        drawn = plots.plot_components(
-            staged.path(target), f"{sid}: components", fitted.forecast, ylabel=ylabel
-        )
-        if drawn is not None:
-            files.append(target)
-    if eda:
-        files.append(out / f"eda_{name}.png")
-        plots.plot_eda(staged.path(files[-1]), f"{sid}: exploratory view", t, y, xlabel=ylabel)
-    return files

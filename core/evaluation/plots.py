@@ -16,6 +16,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from core.band import Band  # noqa: E402
+from core.fsutil import StagedFiles  # noqa: E402
+from core.model.forecaster import FittedModel  # noqa: E402
+from core.scoring import ScoreParams, score  # noqa: E402
 from core.timegrid import from_epoch  # noqa: E402
 
 __all__ = [
@@ -27,8 +30,10 @@ __all__ = [
     "plot_eda",
     "plot_forecast",
     "safe_name",
+    "training_plots",
 ]
 
+PLOT_POINTS = 200_000  # a training plot draws every k-th point, at most this many
 MAX_LINE_POINTS = 50_000  # a line of millions of points draws no more than this many (stride)
 
 
@@ -173,3 +178,45 @@ def eda_figure(title: str, t: np.ndarray, y: np.ndarray, *, xlabel: str = "value
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def training_plots(
+    out: Path,
+    sid: str,
+    t: np.ndarray,
+    y: np.ndarray,
+    fitted: FittedModel,
+    *,
+    split: float | None,
+    params: ScoreParams,
+    eda: bool,
+    staged: StagedFiles,
+    ylabel: str,
+) -> list[Path]:
+    """Draw a trained series' forecast band, components and EDA into ``staged``; return the targets."""
+    name = safe_name(sid)
+    # A plot cannot show millions of points: draw every k-th (at most PLOT_POINTS), and spare the memory.
+    every = slice(None, None, max(1, -(-len(t) // PLOT_POINTS)))
+    t, y = t[every], y[every]
+    values = fitted.band.lookup(t)
+    flagged = score(y, values.yhat, values.lower, values.upper, params).is_anomaly
+    files = [out / f"forecast_{name}.png"]
+    plot_forecast(
+        staged.path(files[-1]),
+        f"{sid}: forecast band ({fitted.kind})",
+        t,
+        y,
+        fitted.band,
+        split,
+        flagged,
+        ylabel=ylabel,
+    )
+    if fitted.forecast is not None:
+        target = out / f"components_{name}.png"
+        drawn = plot_components(staged.path(target), f"{sid}: components", fitted.forecast, ylabel=ylabel)
+        if drawn is not None:
+            files.append(target)
+    if eda:
+        files.append(out / f"eda_{name}.png")
+        plot_eda(staged.path(files[-1]), f"{sid}: exploratory view", t, y, xlabel=ylabel)
+    return files

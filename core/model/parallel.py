@@ -25,11 +25,13 @@ __all__ = ["DaskFitter", "FitJob", "FitOutcome", "describe_failures", "fit_many"
 
 @dataclass(frozen=True)
 class FitJob:
-    """One series to fit: its id, its clean frame (``ds``, ``y``) and the value range to clip to."""
+    """One series to fit: its id, its clean frame (``ds``, ``y``), the value range to clip to, and its
+    own model settings (None = the run's)."""
 
     id: str
     frame: pd.DataFrame
     clip: tuple[float, float] | None = None
+    settings: ModelSettings | None = None
 
 
 @dataclass
@@ -43,6 +45,7 @@ class FitOutcome:
 
 def _fit_one(settings: ModelSettings, job: FitJob, keep_forecast: bool) -> FitOutcome:
     """Fit one job in a worker; with ``model.fallback`` any failure gets the profile model instead."""
+    settings = job.settings or settings
     try:
         fitted = fit_with_fallback(settings, job.frame, clip=job.clip)
         error = fitted.note if fitted.kind != settings.kind else ""

@@ -16,7 +16,7 @@ class ModelStore:
     """Series id -> model; readers never lock, a refit replaces one entry by swapping the whole map.
 
     A series with no model of its own borrows the first model of its metric (logged once) until a
-    refit gives it its own; never another metric's (its values have another unit and range).
+    refit gives it its own: a memory series never borrows a CPU band.
     """
 
     def __init__(self, artifact: ModelArtifact | None = None) -> None:
@@ -33,7 +33,7 @@ class ModelStore:
         model = self._models.get(series_id)
         if model is not None:
             return model, False
-        default = self._defaults.get(_metric_of(series_id))
+        default = self._defaults.get(_metric_of_id(series_id))
         if series_id not in self._warned:
             self._warned.add(series_id)
             if default is not None:
@@ -80,9 +80,11 @@ class ModelStore:
         return dict(self._models)
 
 
-def _metric_of(series_id: str) -> str:
-    """Return the metric of a series id: its leading ``metric=<name>`` pair, else ``cpu``."""
-    prefix = f"{METRIC_LABEL}="
-    if series_id.startswith(prefix):
-        return series_id[len(prefix) :].split(",", 1)[0]  # metric names hold no comma
-    return CPU_METRIC
+_METRIC_PREFIX = f"{METRIC_LABEL}="
+
+
+def _metric_of_id(series_id: str) -> str:
+    """Return the metric of a series id: its leading ``metric=<name>`` label, else ``cpu``."""
+    if not series_id.startswith(_METRIC_PREFIX):
+        return CPU_METRIC
+    return series_id[len(_METRIC_PREFIX) :].split(",", 1)[0]

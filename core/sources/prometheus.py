@@ -7,6 +7,7 @@
     history(series, a, b)   range queries of the configured query, filtered to one label set, at step
                             ``interval``; a span of more than ``history_max_points`` points comes at
                             the smallest multiple of ``interval`` that fits (still epoch-aligned)
+    history_all(a, b)       the same for every series of every metric (train --from-prometheus)
     check()                 one attempt of the configured query at startup: is anybody there?
 
 Timestamps are snapped to the grid (they are the requested evaluation times), so a restarted monitor
@@ -215,6 +216,22 @@ class PrometheusSource:
         points, else at the smallest multiple of ``interval`` that keeps it under (a coarser grid, still
         epoch-aligned).
         """
+        name = metric_of(series)
+        wanted = [m for m in self.metrics if m.name == name]
+        found = self._span(start, end, max_points, wanted).get(series.id)
+        if found is None:
+            return self._batch(series, np.empty(0, dtype=np.int64), np.empty(0))
+        return self._batch(series, found.k, found.y)
+
+    def history_all(self, start: float, end: float, max_points: int | None = None) -> list[PointBatch]:
+        """Return every series of every metric in ``[start, end]``, as :meth:`history` (train mode)."""
+        fetched = self._span(start, end, max_points, self.metrics)
+        return [self._batch(f.ref, f.k, f.y) for _, f in sorted(fetched.items())]
+
+    def _span(
+        self, start: float, end: float, max_points: int | None, metrics: Sequence[MetricQuery]
+    ) -> dict[str, _Series]:
+        """Fetch ``[start, end]`` (never after now) on the grid, coarsened to at most ``max_points``."""
         limit = self.history_max_points if max_points is None else max(1, int(max_points))
         if not (math.isfinite(start) and math.isfinite(end)):
             raise ValueError(f"history needs finite start and end, got {start} and {end}")
@@ -223,16 +240,11 @@ class PrometheusSource:
         k_first = -math.floor(-start / self.interval + 1e-9)
         k_last = _index_down(end, self.interval)
         if k_last < k_first:
-            return self._batch(series, np.empty(0, dtype=np.int64), np.empty(0))
+            return {}
         step = max(1, -((k_first - k_last - 1) // limit))
         k_first = -(-k_first // step) * step
-        name = metric_of(series)
-        wanted = [m for m in self.metrics if m.name == name]
-        fetched = self._guard(lambda: self._fetch(k_first, k_last, step, wanted))
-        found = fetched.get(series.id)
-        if found is None:
-            return self._batch(series, np.empty(0, dtype=np.int64), np.empty(0))
-        return self._batch(series, found.k, found.y)
+        fetched: dict[str, _Series] = self._guard(lambda: self._fetch(k_first, k_last, step, metrics))
+        return fetched
 
     def check(self) -> int:
         """Run the query once (one attempt, no retry); return how many series it returns now.
