@@ -35,19 +35,19 @@ from core.clock import SimClock
 from core.data import load_dataset
 from core.detector import Detector, calibration_params
 from core.errors import ConfigError, ModelError
+from core.lifecycle import forget_everywhere, quality_outputs, quality_tracker
 from core.model.artifact import ModelArtifact, load_artifact
 from core.model.forecaster import Fitter
 from core.model.parallel import DaskFitter
 from core.model.store import ModelStore
 from core.monitor import Monitor, MonitorStats
 from core.protocols import QualityWatch, Sink, Source, TickObserver
-from core.quality import QualityOutput, QualityParams, QualityTracker
+from core.quality import QualityTracker
 from core.records import ScoredRecord
 from core.refit import InlineExecutor, ProcessFitter, RefitPolicy, Refitter, fit_here
 from core.sinks import WritePath, open_write_path
 from core.sinks.files import LogsLock, SystemReport, restore_last_seen
 from core.sinks.memory import Collector
-from core.sinks.quality import QualityFile, QualityForwarder
 from core.sources import open_source
 from core.sources.replay import ReplaySeries, ReplaySource, replay_series
 from core.sources.shard import ShardedSource, parse_shard
@@ -144,50 +144,6 @@ def build_monitor(
         flush_timeout=max(5.0, settings.influxdb.timeout_seconds),
         quality=quality,
     )
-
-
-def quality_tracker(settings: Settings, outputs: Sequence[QualityOutput] = ()) -> QualityTracker:
-    """Return the data-quality tracker the settings describe (``monitoring.quality``, metric limits)."""
-    q, m = settings.monitoring.quality, settings.monitoring
-    params = QualityParams(
-        interval=m.interval_seconds,
-        window=q.window_seconds,
-        stale_after=q.stale_after_intervals * m.interval_seconds,
-        ttl=q.series_ttl_hours * 3600.0,
-        write_every=q.write_interval_seconds,
-    )
-    limits = {metric.name: metric.limits for metric in settings.metric_list()}
-    return QualityTracker(params, limits=limits, outputs=outputs)
-
-
-def _quality_outputs(settings: Settings) -> tuple[list[QualityOutput], QualityForwarder | None]:
-    """Return the data_quality outputs: the local file, and InfluxDB when it is configured."""
-    outputs: list[QualityOutput] = [QualityFile(settings.monitoring.logs_dir)]
-    forwarder = None
-    if settings.influxdb.enabled:
-        from core.sinks.influx import build_writer
-
-        forwarder = QualityForwarder(
-            build_writer(settings.influxdb), max_backoff=settings.influxdb.max_backoff_seconds
-        ).start()
-        outputs.append(forwarder)
-    return outputs, forwarder
-
-
-def _forget_everywhere(
-    tracker: QualityTracker, detector: Detector, store: ModelStore, refitter: Refitter
-) -> None:
-    """Drop a series' state in every part when the tracker drops it (stale past its TTL)."""
-
-    def forget(series: str) -> None:
-        # core/detector.py has no public forget (yet): its calibrators are keyed by series id.
-        calibrators = getattr(detector, "_calibrators", None)
-        if isinstance(calibrators, dict):
-            calibrators.pop(series, None)
-        store.drop(series)
-        refitter.forget(series)
-
-    tracker.on_drop.append(forget)
 
 
 def _serve_telemetry(settings: Settings, telemetry: Telemetry, path: WritePath) -> TelemetryServer | None:
@@ -349,7 +305,7 @@ def _run_daemon(
     server = _serve_telemetry(settings, telemetry, path)
     refitter = _refitter(store, source, settings, model_path, clock)
     stop = stop or threading.Event()
-    outputs, quality_forwarder = _quality_outputs(settings)
+    outputs, quality_forwarder = quality_outputs(settings)
     tracker = quality_tracker(settings, outputs)
     telemetry.watch_quality(tracker.snapshot, settings.monitoring.quality.series_metrics_cap)
     if quality_forwarder is not None:
@@ -358,7 +314,7 @@ def _run_daemon(
         source, store, settings, log=path, refitter=refitter, clock=clock, sleep=sleep, stop=stop,
         observers=[telemetry], quality=tracker,
     )  # fmt: skip
-    _forget_everywhere(tracker, monitor.detector, store, refitter)
+    forget_everywhere(tracker, monitor.detector, store, refitter)
     report = _status_file(settings, monitor, refitter, path, telemetry)
     monitor.observers.append(report)
     alerting = _alerting(settings, store, telemetry, tracker)
