@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from conftest import require_binary
@@ -26,8 +27,8 @@ from servers import http_request, prom_query
 from support import dashboards
 
 from core.config import ENV_VARS, SECRET_ENV
-from core.quality import QualityRow
-from core.records import ScoredRecord
+from core.quality import QualityParams, QualityRow, QualityTracker
+from core.records import PointBatch, ScoredRecord, SeriesRef
 from core.scoring import SEVERITIES
 from core.sinks import lineproto
 from core.telemetry import Telemetry
@@ -359,6 +360,10 @@ def _detector_exports() -> set[str]:
     telemetry.add_forwarder("influxdb", dict)
     telemetry.watch_models(lambda: {"host=web-01": 900.0})
     telemetry.watch_alerts(lambda: {"log": {"sent": 1, "failed": 0, "dropped": 0, "pending": 0}})
+    tracker = QualityTracker(QualityParams(interval=60.0), limits={"cpu": (0.0, 100.0)})
+    ref = SeriesRef.from_labels({"host": "web-01"})
+    tracker.observe(960.0, [PointBatch(ref, np.array([960.0]), np.array([150.0]), "test")])
+    telemetry.watch_quality(tracker.snapshot)
     suffixes = {
         "counter": ("_total",),
         "histogram": ("_bucket", "_sum", "_count"),
