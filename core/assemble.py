@@ -35,7 +35,7 @@ from core.clock import SimClock
 from core.data import load_dataset
 from core.detector import Detector, calibration_params
 from core.errors import ConfigError, ModelError
-from core.lifecycle import forget_everywhere, quality_outputs, quality_tracker
+from core.lifecycle import expect_restored, forget_everywhere, quality_outputs, quality_tracker
 from core.model.artifact import ModelArtifact, load_artifact
 from core.model.forecaster import Fitter
 from core.model.parallel import DaskFitter
@@ -315,6 +315,7 @@ def _run_daemon(
         observers=[telemetry], quality=tracker,
     )  # fmt: skip
     forget_everywhere(tracker, monitor.detector, store, refitter)
+    expect_restored(tracker, monitor.last_seen, settings, source.name)
     report = _status_file(settings, monitor, refitter, path, telemetry)
     monitor.observers.append(report)
     alerting = _alerting(settings, store, telemetry, tracker)

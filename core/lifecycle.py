@@ -10,10 +10,12 @@ forget_everywhere(tracker, ...)      a dropped series leaves the detector's cali
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from core.config import CPU_METRIC, METRIC_LABEL
 from core.quality import QualityOutput, QualityParams, QualityTracker
+from core.records import SeriesRef
 from core.sinks.quality import QualityFile, QualityForwarder
 
 if TYPE_CHECKING:
@@ -22,7 +24,7 @@ if TYPE_CHECKING:
     from core.model.store import ModelStore
     from core.refit import Refitter
 
-__all__ = ["forget_everywhere", "quality_outputs", "quality_tracker"]
+__all__ = ["expect_restored", "forget_everywhere", "quality_outputs", "quality_tracker", "restored_ref"]
 
 
 def quality_tracker(settings: Settings, outputs: Sequence[QualityOutput] = ()) -> QualityTracker:
@@ -67,3 +69,37 @@ def forget_everywhere(
         refitter.forget(series)
 
     tracker.on_drop.append(forget)
+
+
+def restored_ref(series_id: str, host_label: str) -> SeriesRef | None:
+    """Return the series of a canonical id (``k=v,...``) as its source names it, or None if unparsable.
+
+    A metric's series carry ``metric=<name>`` first and their host from ``host_label``, exactly as
+    ``core.sources.prometheus.MetricQuery.ref`` builds them.
+    """
+    pairs = [part.split("=", 1) for part in series_id.split(",")]
+    if series_id == "default" or any(len(p) != 2 for p in pairs):
+        return None
+    labels = dict((k, v) for k, v in pairs)
+    metric = labels.pop(METRIC_LABEL, None)
+    plain = SeriesRef.from_labels(labels, host_label)
+    if metric is None:
+        return plain
+    return SeriesRef(labels=((METRIC_LABEL, metric), *plain.labels), host=plain.host)
+
+
+def expect_restored(
+    tracker: QualityTracker, last_seen: Mapping[str, float], settings: Settings, source: str
+) -> int:
+    """Track the series a restarted daemon knew (``last_seen``); return how many were taken."""
+    labels = {m.name: m.host_label for m in settings.metric_list()}
+    taken = 0
+    prefix = f"{METRIC_LABEL}="
+    for sid, ts in last_seen.items():
+        metric = sid[len(prefix) :].split(",", 1)[0] if sid.startswith(prefix) else CPU_METRIC
+        host_label = labels.get(metric, settings.prometheus.host_label) if source == "prometheus" else "host"
+        ref = restored_ref(sid, host_label)
+        if ref is not None and ref.id == sid:
+            tracker.expect(ref, ts)
+            taken += 1
+    return taken

@@ -210,6 +210,17 @@ class QualityTracker:
         self._free.append(slot)
         return ref.id
 
+    def expect(self, ref: SeriesRef, last_ts: float) -> None:
+        """Track a series known from before a restart (its last point at ``last_ts``, none since).
+
+        A series that does not come back is then reported stale, and dropped after the TTL, instead of
+        being forgotten silently.
+        """
+        with self._lock:
+            if ref.id not in self._slots:
+                slot = self._slot(ref, math.floor(last_ts / self.params.interval + 1e-9))
+                self._last_ts[slot] = last_ts
+
     # -- the tick ----------------------------------------------------------------------------------
 
     def observe(self, now: float, batches: Sequence[PointBatch]) -> list[str]:

@@ -190,3 +190,31 @@ def test_rows_queued_while_influxdb_is_down_reach_it_after_its_restart(influxdb1
     answer = influxdb1_fresh.query("SELECT stale, invalid_points FROM data_quality", db=db, epoch="ms")
     values = answer["results"][0]["series"][0]["values"]
     assert [v[1] for v in values] == [False, True, True, True] and fwd.dropped == 0
+
+
+def test_a_series_known_before_a_restart_that_never_returns_is_stale_then_dropped() -> None:
+    out = Rows()
+    tracker = QualityTracker(QualityParams(interval=STEP, ttl=5 * STEP, write_every=1e9), outputs=[out])
+    gone = SeriesRef.from_labels({"host": "gone"})
+    tracker.expect(gone, T0 - STEP)
+    tracker.expect(SeriesRef.from_labels({"host": "a"}), T0 - STEP)
+    dropped = feed(tracker, {"a": "......"})
+    rows = [(r.series, r.stale) for r in out.rows]
+    assert rows == [("host=gone", False), ("host=a", False), ("host=gone", True)]
+    assert dropped[4] == ["host=gone"] and tracker.tracked() == 1
+
+
+@pytest.mark.parametrize(
+    ("series", "host_label", "host"),
+    [
+        ("host=web-01", "host", "web-01"),
+        ("instance=a:9100,job=node", "instance", "a:9100/job=node"),
+        ("metric=memory_used,instance=a:9100", "instance", "a:9100"),
+    ],
+)
+def test_restored_ids_name_the_series_as_the_source_does(series: str, host_label: str, host: str) -> None:
+    from core.lifecycle import restored_ref
+
+    ref = restored_ref(series, host_label)
+    assert ref is not None and ref.id == series and ref.host == host
+    assert restored_ref("default", "host") is None and restored_ref("a,b", "host") is None

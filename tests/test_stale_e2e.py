@@ -169,3 +169,25 @@ def test_a_stopped_target_is_stale_then_dropped_and_the_daemon_goes_on(tmp_path,
             break
         time.sleep(0.5)
     assert values and values[0][0][2] is True and values[0][0][1] > 1.5 * INTERVAL
+
+
+def test_a_series_gone_while_the_daemon_was_down_is_stale_after_the_restart(tmp_path):
+    """The restarted daemon knows its series from the log: one that never comes back is stale."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUXDB_", "PROMETHEUS_"))}
+    env.update(LOGS_DIR=str(tmp_path / "logs"), TELEMETRY_PORT="0")
+    cmd = [sys.executable, str(ROOT / "main.py"), "--mode", "monitor", "--monitoring-interval", "1"]
+    for series, duration in ((2, "4"), (1, "5")):
+        (tmp_path / "c.yaml").write_text(f"model:\n  kind: profile\nsimulator:\n  series: {series}\n")
+        run = subprocess.run(
+            [*cmd, "--config", "c.yaml", "--duration", duration],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "logs/data_quality.jsonl").read_text().splitlines()]
+    assert len({r["host"] for r in rows}) == 2
+    stale = [r for r in rows if r["stale"]]  # only the second run can see a series go
+    assert len({r["host"] for r in stale}) == 1 and stale[0]["staleness_seconds"] > 1.5
