@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.alerts.notification import Alert, Notification, dashboard_link, notification_id
+from core.alerts.quality_rules import QUALITY_CONDITIONS, matches_names
 from core.config import SEVERITIES, AlertRuleSettings, AlertSettings
 from core.quality import QualitySnapshot
 from core.records import ScoredRecord
@@ -284,10 +285,10 @@ class RuleEngine:
             ref = self.refs.get(series)
             if ref is not None and not self._matches(rule, ref):
                 continue
-            if ref is None and not _matches_names(rule, series, snap.hosts[i], snap.metrics[i]):
+            if ref is None and not matches_names(rule, series, snap.hosts[i], snap.metrics[i]):
                 continue
             st = self.states.setdefault((rule.name, series), _AlertState())
-            bad, st.reason = _QUALITY_CONDITIONS[rule.kind](rule, snap, i)
+            bad, st.reason = QUALITY_CONDITIONS[rule.kind](rule, snap, i)
             st.severity = rule.severity
             if not bad and st.firing:
                 st.clear = max(st.clear, (rule.resolve_after or self.settings.resolve_after) - 1)
@@ -402,29 +403,6 @@ _EVALUATE = {
     "stale": "quality",
     "incomplete": "quality",
 }
-
-
-def _stale(rule: AlertRuleSettings, snap: QualitySnapshot, i: int) -> tuple[bool, str]:
-    return bool(snap.stale[i]), f"stale: no point for {snap.staleness[i]:.0f} s"
-
-
-def _incomplete(rule: AlertRuleSettings, snap: QualitySnapshot, i: int) -> tuple[bool, str]:
-    share = float(snap.completeness[i])
-    return share < rule.min_completeness, f"{share:.0%} of the expected points arrived"
-
-
-_QUALITY_CONDITIONS: dict[str, Callable[[AlertRuleSettings, QualitySnapshot, int], tuple[bool, str]]] = {
-    "stale": _stale,
-    "incomplete": _incomplete,
-}
-
-
-def _matches_names(rule: AlertRuleSettings, series: str, host: str, metric: str) -> bool:
-    """Match a series known only from the quality snapshot (no record of it in this process yet)."""
-    values = {"series": series, "host": host, "metric": metric}
-    return all(
-        key in values and fnmatch.fnmatchcase(values[key], pattern) for key, pattern in rule.match.items()
-    )
 
 
 def alertmanager_severity(severity: str) -> str:
