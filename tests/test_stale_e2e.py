@@ -113,8 +113,9 @@ def test_a_stopped_target_is_stale_then_dropped_and_the_daemon_goes_on(tmp_path,
         )
         text = metrics()
         assert _gauge(text, "anomaly_detector_stale_series", metric="memory_used") == 1
-        # Prometheus needs up to one scrape (1 s) and its timeout (1 s) to mark the series stale.
-        assert took < 2 * INTERVAL + 2.0 + 1.0, took
+        # Prometheus needs up to one scrape (1 s) and its timeout (1 s) to mark the series stale; the
+        # rest is two intervals and the slack of a loaded 2-core machine (ticks start late there).
+        assert took < 2 * INTERVAL + 2.0 + 2.0, took
         _wait(
             "the stopped series dropped after its TTL",
             lambda: _gauge(metrics(), "anomaly_detector_series_dropped_total") == 1.0,
@@ -140,20 +141,23 @@ def test_a_stopped_target_is_stale_then_dropped_and_the_daemon_goes_on(tmp_path,
     records = [json.loads(line) for line in (logs / "metrics.jsonl").read_text().splitlines()]
     b_points = sorted(r["ts"] for r in records if r["series"] == b_series)
     others = sorted(r["ts"] for r in records if r["series"] != b_series)
-    last_before = max(t for t in b_points if t < stopped)
+    rows = [json.loads(line) for line in (logs / "data_quality.jsonl").read_text().splitlines()]
+    b_rows = [r for r in rows if r["series"] == b_series]
+    first_stale = next(r for r in b_rows if r["stale"])
+    assert first_stale["metric"] == "memory_used"
+    # Prometheus answers with b's last sample until its next failed scrape marks it stale, so b's
+    # last point may come a moment after stop() returned: the last point before the stale row.
+    last_before = max(t for t in b_points if t < first_stale["ts"])
+    assert last_before >= stopped - 3 * INTERVAL, (last_before, stopped)
+    # The tick two intervals after the last point, give or take a tick that starts late under load.
+    assert first_stale["ts"] - last_before <= 2 * INTERVAL + 1.0, (first_stale, last_before)
+    assert any(not r["stale"] and r["ts"] > first_stale["ts"] for r in b_rows), "fresh again after return"
     # Stale is not zero: no point of b between its last value and its return.
     assert not [t for t in b_points if last_before < t < back - 5 * INTERVAL]
     assert [t for t in b_points if t > back - 5 * INTERVAL], "the returned series is scored again"
     # The daemon went on: the other series has a point on (nearly) every tick of b's silence.
     gap = [t for t in others if last_before < t < back - 5 * INTERVAL]
     assert len(gap) >= 0.8 * ((back - 5 * INTERVAL - last_before) / INTERVAL), len(gap)
-
-    rows = [json.loads(line) for line in (logs / "data_quality.jsonl").read_text().splitlines()]
-    b_rows = [r for r in rows if r["series"] == b_series]
-    first_stale = next(r for r in b_rows if r["stale"])
-    assert first_stale["metric"] == "memory_used"
-    assert first_stale["ts"] - last_before <= 2 * INTERVAL + 0.5, (first_stale, last_before)
-    assert any(not r["stale"] and r["ts"] > first_stale["ts"] for r in b_rows), "fresh again after return"
 
     # The same rows in InfluxDB 1.6 (v1 API), read back with InfluxQL.
     deadline = time.monotonic() + 15
