@@ -35,12 +35,14 @@ from core.clock import SimClock
 from core.data import load_dataset
 from core.detector import Detector, calibration_params
 from core.errors import ConfigError, ModelError
+from core.lifecycle import expect_restored, forget_everywhere, quality_outputs, quality_tracker
 from core.model.artifact import ModelArtifact, load_artifact
 from core.model.forecaster import Fitter
 from core.model.parallel import DaskFitter
 from core.model.store import ModelStore
 from core.monitor import Monitor, MonitorStats
-from core.protocols import Sink, Source, TickObserver
+from core.protocols import QualityWatch, Sink, Source, TickObserver
+from core.quality import QualityTracker
 from core.records import ScoredRecord
 from core.refit import InlineExecutor, ProcessFitter, RefitPolicy, Refitter, fit_here
 from core.sinks import WritePath, open_write_path
@@ -125,6 +127,7 @@ def build_monitor(
     sleep: Callable[[float], object] | None = None,
     stop: threading.Event | None = None,
     observers: Sequence[TickObserver] = (),
+    quality: QualityWatch | None = None,
 ) -> Monitor:
     """Return the loop over ``source`` scoring with ``store``, writing durably to ``log``."""
     return Monitor(
@@ -139,6 +142,7 @@ def build_monitor(
         last_seen=restore_last_seen(settings.monitoring.logs_dir),
         observers=observers,
         flush_timeout=max(5.0, settings.influxdb.timeout_seconds),
+        quality=quality,
     )
 
 
@@ -301,15 +305,23 @@ def _run_daemon(
     server = _serve_telemetry(settings, telemetry, path)
     refitter = _refitter(store, source, settings, model_path, clock)
     stop = stop or threading.Event()
+    outputs, quality_forwarder = quality_outputs(settings)
+    tracker = quality_tracker(settings, outputs)
+    telemetry.watch_quality(tracker.snapshot, settings.monitoring.quality.series_metrics_cap)
+    if quality_forwarder is not None:
+        telemetry.add_forwarder(quality_forwarder.name, quality_forwarder.stats)
     monitor = build_monitor(
         source, store, settings, log=path, refitter=refitter, clock=clock, sleep=sleep, stop=stop,
-        observers=[telemetry],
+        observers=[telemetry], quality=tracker,
     )  # fmt: skip
+    forget_everywhere(tracker, monitor.detector, store, refitter)
+    expect_restored(tracker, monitor.last_seen, settings, source.name)
     report = _status_file(settings, monitor, refitter, path, telemetry)
     monitor.observers.append(report)
-    alerting = _alerting(settings, store, telemetry)
+    alerting = _alerting(settings, store, telemetry, tracker)
     if alerting is not None:
         monitor.observers.append(alerting)
+        tracker.on_drop.append(alerting.engine.forget)
     if on_start is not None:
         on_start()
     if settings.monitoring.source != "replay":
@@ -322,11 +334,15 @@ def _run_daemon(
         if alerting is not None:
             alerting.close(clock())
         report.write(status="stopped")
+        if quality_forwarder is not None:
+            quality_forwarder.close(max(1.0, settings.influxdb.timeout_seconds))
         if server is not None:
             server.close()
 
 
-def _alerting(settings: Settings, store: ModelStore, telemetry: Telemetry) -> Alerting | None:
+def _alerting(
+    settings: Settings, store: ModelStore, telemetry: Telemetry, tracker: QualityTracker
+) -> Alerting | None:
     """Return the alerting observer (outbox thread started), wired to model ages and spool backlog."""
 
     def model_age(series: str, now: float) -> float | None:
@@ -337,7 +353,11 @@ def _alerting(settings: Settings, store: ModelStore, telemetry: Telemetry) -> Al
         return float(sum(s.get("lag_records", 0) for s in telemetry.forwarder_stats().values()))
 
     alerting = open_alerting(
-        settings.alerts, settings.monitoring.logs_dir, model_age=model_age, backlog=backlog
+        settings.alerts,
+        settings.monitoring.logs_dir,
+        model_age=model_age,
+        backlog=backlog,
+        quality=tracker.snapshot,
     )
     if alerting is not None:
         telemetry.watch_alerts(alerting.outbox.stats)

@@ -46,6 +46,7 @@ __all__ = [
     "ModelSettings",
     "MonitoringSettings",
     "PrometheusSettings",
+    "QualitySettings",
     "ScoringSettings",
     "Settings",
     "SimulatorSettings",
@@ -184,6 +185,16 @@ class ScoringSettings(_Section):
         )
 
 
+class QualitySettings(_Section):
+    """Data quality per live series (``core/quality.py``): windows, the stale cut, the TTL, the cadence."""
+
+    window_seconds: float = Field(3600.0, gt=0)
+    stale_after_intervals: float = Field(1.5, gt=1)
+    series_ttl_hours: float = Field(24.0, gt=0)
+    write_interval_seconds: float = Field(60.0, gt=0)
+    series_metrics_cap: int = Field(500, ge=0, le=100000)
+
+
 class MonitoringSettings(_Section):
     """The long-running monitor loop."""
 
@@ -195,6 +206,7 @@ class MonitoringSettings(_Section):
     max_catchup_hours: float = Field(24.0, ge=0)
     logs_dir: str = "logs"
     shard: str | None = None
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
     @field_validator("shard")
     @classmethod
@@ -403,7 +415,15 @@ class AlertRuleSettings(_Section):
 
     name: str = Field(min_length=1)
     kind: Literal[
-        "severity", "sustained", "rate", "no_data", "threshold", "source_unreachable", "detector_unhealthy"
+        "severity",
+        "sustained",
+        "rate",
+        "no_data",
+        "stale",
+        "incomplete",
+        "threshold",
+        "source_unreachable",
+        "detector_unhealthy",
     ] = "severity"
     match: dict[str, str] = Field(default_factory=dict)  # label -> glob; "series" matches the id
     min_severity: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"] = "LOW"
@@ -414,6 +434,7 @@ class AlertRuleSettings(_Section):
     min_fraction: float = Field(0.1, gt=0, le=1)  # rate: fire when more than this share is anomalous
     min_points: int = Field(10, ge=1)  # rate: not before this many points in the window
     after_seconds: float = Field(300.0, gt=0)  # no_data: silence this long
+    min_completeness: float = Field(0.9, gt=0, le=1)  # incomplete: fire below this share of points
     above: LimitSettings | None = None  # threshold: value above these levels
     below: LimitSettings | None = None  # threshold: value below these levels
     with_band: bool = False  # threshold: only while the point is also an anomaly

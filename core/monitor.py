@@ -25,7 +25,7 @@ from loguru import logger
 
 from core.detector import Detector
 from core.errors import SinkError, SourceError, SourceUnavailable
-from core.protocols import Refits, Sink, Source, TickObserver
+from core.protocols import QualityWatch, Refits, Sink, Source, TickObserver
 from core.records import PointBatch, ScoredRecord, SeriesRef
 from core.timegrid import align_down
 
@@ -67,6 +67,7 @@ class Monitor:
         last_seen: Mapping[str, float] | None = None,
         observers: Sequence[TickObserver] = (),
         flush_timeout: float = 30.0,
+        quality: QualityWatch | None = None,
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
@@ -83,6 +84,7 @@ class Monitor:
         self.series: dict[str, SeriesRef] = {}
         self.observers = list(observers)
         self.flush_timeout = flush_timeout
+        self.quality = quality
         self.stats = MonitorStats()
 
     def run(self, duration: float | None = None) -> MonitorStats:
@@ -131,7 +133,10 @@ class Monitor:
             self._error("source", exc)
             logger.error(f"source error: {exc}")
             batches = []
-        records = self._score(batches)
+        fresh = self._fresh(batches)
+        if self.quality is not None:
+            self._measure(now, fresh)
+        records = self.detector.score_many(fresh)
         if records:
             self._write(records)
             for batch in batches:
@@ -161,7 +166,15 @@ class Monitor:
             self.refitter.close()
         self.source.close()
 
-    def _score(self, batches: Sequence[PointBatch]) -> list[ScoredRecord]:
+    def _measure(self, now: float, fresh: Sequence[PointBatch]) -> None:
+        """Measure data quality; forget the series the tracker dropped (stale past their TTL)."""
+        assert self.quality is not None
+        for sid in self.quality.observe(now, fresh):
+            self.series.pop(sid, None)
+            self.last_seen.pop(sid, None)
+            logger.info(f"series {sid}: stale longer than its TTL; dropped with its state")
+
+    def _fresh(self, batches: Sequence[PointBatch]) -> list[PointBatch]:
         fresh = []
         for batch in batches:
             self.series.setdefault(batch.series.id, batch.series)
@@ -170,7 +183,7 @@ class Monitor:
                 keep = batch.t > last  # never score a timestamp twice
                 batch = PointBatch(batch.series, batch.t[keep], batch.y[keep], batch.source)
             fresh.append(batch)
-        return self.detector.score_many(fresh)
+        return fresh
 
     def _write(self, records: list[ScoredRecord]) -> None:
         if self.log is not None:

@@ -4,6 +4,7 @@
     Sink.write([ScoredRecord])                      the write path (durable log first), in-memory sinks
     TickObserver.on_tick/on_missed/on_error         telemetry, the status file
     Refits.schedule(series, now)                    core.refit.Refitter
+    QualityWatch.observe(now, batches)              core.quality.QualityTracker (data quality, TTL)
     Writer.write(lines)                             a database client the forwarder sends batches with
     Forwarding.flush/close                          a database forwarder tailing the durable log
 
@@ -17,7 +18,7 @@ from typing import Protocol
 
 from core.records import PointBatch, ScoredRecord, SeriesRef
 
-__all__ = ["Forwarding", "Refits", "Sink", "Source", "TickObserver", "Writer"]
+__all__ = ["Forwarding", "QualityWatch", "Refits", "Sink", "Source", "TickObserver", "Writer"]
 
 
 class Source(Protocol):
@@ -72,6 +73,14 @@ class Refits(Protocol):
 
     def close(self) -> None:
         """Stop accepting work."""
+        ...
+
+
+class QualityWatch(Protocol):
+    """Measures the data quality of each tick's points (``core.quality.QualityTracker``)."""
+
+    def observe(self, now: float, batches: Sequence[PointBatch]) -> list[str]:
+        """Measure the new points; return the ids of series to forget (stale past their TTL)."""
         ...
 
 

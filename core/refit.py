@@ -297,6 +297,10 @@ class Refitter:
             submitted.append(ref.id)
         return submitted
 
+    def forget(self, series_id: str) -> None:
+        """Forget a dropped series' retry time (a fit still running is installed, then dropped again)."""
+        self._next_try.pop(series_id, None)
+
     def busy(self) -> bool:
         """Return whether a fit is still running."""
         return any(not future.done() for future in self._pending.values())

@@ -23,10 +23,12 @@ from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.quality import QualitySnapshot
 from core.records import ScoredRecord
 
 __all__ = ["Telemetry", "TelemetryServer", "status_payload"]
@@ -70,6 +72,7 @@ class _Pull(Collector):
         for sid, trained_until in self.t.model_ends().items():
             age.add_metric([sid], max(0.0, now - trained_until))
         yield from (writes, points, retries, dropped, depth, age)
+        yield from self._quality(now)
         outbox = self.t.alert_stats()
         if outbox:
             delivered = CounterMetricFamily(
@@ -85,6 +88,58 @@ class _Pull(Collector):
                     delivered.add_metric([channel, result], counts.get(result, 0))
                 pending.add_metric([channel], counts.get("pending", 0))
             yield from (delivered, pending)
+
+    def _quality(self, now: float) -> Iterable[Metric]:
+        """Yield the data-quality metrics: fleet aggregates, then per series for the worst ``cap``."""
+        snap = self.t.quality_snapshot(now)
+        if snap is None:
+            return
+        fam = GaugeMetricFamily
+        tracked = fam(f"{PREFIX}_quality_series", "Series whose data quality is tracked", labels=["metric"])
+        stale = fam(f"{PREFIX}_stale_series", "Series with no point past the stale cut", labels=["metric"])
+        worst = fam(
+            f"{PREFIX}_quality_completeness_min",
+            "Lowest completeness of a series of the metric",
+            labels=["metric"],
+        )
+        if snap.series:
+            names, which = np.unique(np.asarray(snap.metrics), return_inverse=True)
+            counts = np.bincount(which, minlength=len(names))
+            stale_counts = np.bincount(which, weights=snap.stale, minlength=len(names))
+            lowest = np.full(len(names), np.inf)
+            np.minimum.at(lowest, which, snap.completeness)
+            for j, metric in enumerate(names.tolist()):
+                tracked.add_metric([metric], int(counts[j]))
+                stale.add_metric([metric], int(stale_counts[j]))
+                worst.add_metric([metric], float(lowest[j]))
+        invalid = CounterMetricFamily(
+            f"{PREFIX}_invalid_points",
+            "Points that were NaN, inf or outside the physical range",
+            labels=["metric", "kind"],
+        )
+        for (metric, kind), count in sorted(snap.invalid_total.items()):
+            invalid.add_metric([metric, kind], count)
+        dropped = CounterMetricFamily(f"{PREFIX}_series_dropped", "Series dropped after their stale TTL")
+        dropped.add_metric([], snap.dropped_total)
+        yield from (tracked, stale, worst, invalid, dropped)
+        cap = self.t.quality_cap
+        # Worst first: stale series by staleness, then the least complete.
+        order = np.lexsort((snap.completeness, -snap.staleness))[:cap]
+        per = {
+            "series_staleness_seconds": ("Seconds since the series' newest point", snap.staleness),
+            "series_completeness": ("Share of the window's expected points present", snap.completeness),
+            "series_lateness_seconds": ("Poll time minus the newest point's timestamp", snap.lateness),
+            "series_stale": ("1 while the series is stale", snap.stale.astype(float)),
+        }
+        labels = ["series", "metric", "host"]
+        for name, (doc, values) in per.items():
+            family = fam(f"{PREFIX}_{name}", f"{doc} (the worst {cap} series only)", labels=labels)
+            for i in order.tolist():
+                family.add_metric([snap.series[i], snap.metrics[i], snap.hosts[i]], float(values[i]))
+            yield family
+        omitted = fam(f"{PREFIX}_quality_series_omitted", "Tracked series left out of the per-series gauges")
+        omitted.add_metric([], max(0, len(snap.series) - cap))
+        yield omitted
 
 
 class Telemetry:
@@ -127,6 +182,8 @@ class Telemetry:
         self._forwarders: dict[str, Callable[[], Mapping[str, float]]] = {}
         self._models: Callable[[], Mapping[str, float]] = dict
         self._alerts: Callable[[], Mapping[str, Mapping[str, int]]] = dict
+        self._quality: Callable[[float], QualitySnapshot] | None = None
+        self.quality_cap = 0
         self._lock = threading.Lock()
         r.register(_Pull(self))
 
@@ -147,6 +204,14 @@ class Telemetry:
     def watch_alerts(self, stats: Callable[[], Mapping[str, Mapping[str, int]]]) -> None:
         """Expose the alert outbox's counters per channel (read at scrape time)."""
         self._alerts = stats
+
+    def watch_quality(self, snapshot: Callable[[float], QualitySnapshot], cap: int = 500) -> None:
+        """Expose data quality (``core.quality``): fleet aggregates, per-series gauges for ``cap`` series."""
+        self._quality, self.quality_cap = snapshot, cap
+
+    def quality_snapshot(self, now: float) -> QualitySnapshot | None:
+        """Return the tracker's current snapshot, or None without a tracker."""
+        return None if self._quality is None else self._quality(now)
 
     def alert_stats(self) -> Mapping[str, Mapping[str, int]]:
         """Return the alert outbox's counters per channel (sent, failed, dropped, pending)."""

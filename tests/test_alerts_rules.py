@@ -309,3 +309,71 @@ def test_alert_budget_counts_per_rule_per_series_day_and_true_ones() -> None:
     )
     unlabelled = alert_budget(AlertSettings(), records, {})
     assert unlabelled["reference_rules"] is True and unlabelled["rules"][0]["true"] is None
+
+
+# -- data-quality rules: the real tracker measures the same sequences ---------------------------------
+
+
+def run_quality(rule: dict[str, Any], sequences: dict[str, str], *, step: float = 10.0) -> list[tuple]:
+    """Feed the sequences through a real QualityTracker and the engine; return the notifications."""
+    import numpy as np
+
+    from core.quality import QualityParams, QualityTracker
+    from core.records import PointBatch, SeriesRef
+
+    tracker = QualityTracker(QualityParams(interval=step, window=6 * step))
+    settings = AlertSettings(rules=(AlertRuleSettings(name="q", **rule),), resolve_after=2)
+    engine = RuleEngine(settings, quality=tracker.snapshot)
+    out: list[tuple] = []
+    for i in range(max(len(s) for s in sequences.values())):
+        now = T0 + i * step
+        batches, records = [], []
+        for series, seq in sequences.items():
+            if i < len(seq) and seq[i] != "_":
+                ref = SeriesRef.from_labels({"host": series})
+                batches.append(PointBatch(ref, np.array([now]), np.array([50.0]), "test"))
+                records.append(record(ref.id, now, seq[i], host=series))
+        tracker.observe(now + 0.5, batches)
+        for n in engine.observe(now + 0.5, records):
+            out.append((n.status, i, *[a.series for a in n.alerts]))
+    return out
+
+
+QUALITY_CASES = [
+    # name, rule, sequences, expected
+    (
+        "stale two intervals after the last point, fresh again at the next one",
+        {"kind": "stale"},
+        {"a": "...___...."},
+        [("firing", 4, "host=a"), ("resolved", 6, "host=a")],
+    ),
+    ("one missing point is not stale", {"kind": "stale"}, {"a": "..._..._.."}, []),
+    (
+        "match on host",
+        {"kind": "stale", "match": {"host": "b"}},
+        {"a": "..____", "b": "..____"},
+        [("firing", 3, "host=b")],
+    ),
+    (
+        "incomplete below the share of expected points",
+        {"kind": "incomplete", "min_completeness": 0.7},
+        {"a": "......_._._......."},
+        [("firing", 8, "host=a"), ("resolved", 14, "host=a")],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("rule", "sequences", "expected"), [c[1:] for c in QUALITY_CASES], ids=[c[0] for c in QUALITY_CASES]
+)
+def test_quality_rules(rule: dict[str, Any], sequences: dict[str, str], expected: list[tuple]) -> None:
+    assert run_quality(rule, sequences) == expected
+
+
+def test_a_forgotten_series_leaves_no_state() -> None:
+    settings = AlertSettings(rules=(AlertRuleSettings(name="n", kind="no_data", after_seconds=20),))
+    engine = RuleEngine(settings)
+    engine.observe(T0, [record("host=a", T0, ".")])
+    assert engine.last_point and engine.states == {}
+    engine.forget("host=a")
+    assert engine.observe(T0 + 100, []) == [] and not engine.last_point and not engine.refs

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 from conftest import require_binary
@@ -26,7 +27,8 @@ from servers import http_request, prom_query
 from support import dashboards
 
 from core.config import ENV_VARS, SECRET_ENV
-from core.records import ScoredRecord
+from core.quality import QualityParams, QualityRow, QualityTracker
+from core.records import PointBatch, ScoredRecord, SeriesRef
 from core.scoring import SEVERITIES
 from core.sinks import lineproto
 from core.telemetry import Telemetry
@@ -113,6 +115,7 @@ def _all_queries(kind: str) -> list[tuple[str, str]]:
 
 FLUX_QUERIES = _all_queries("flux")
 PROMQL_QUERIES = _all_queries("promql")
+INFLUXQL_QUERIES = _all_queries("influxql")  # run against a real InfluxDB 1.6: tests/test_influxql_board.py
 
 
 def _sink_schema() -> tuple[dict[str, tuple[set[str], set[str]]], dict[str, set[str]]]:
@@ -139,7 +142,9 @@ def _sink_schema() -> tuple[dict[str, tuple[set[str], set[str]]], dict[str, set[
     )
     schema: dict[str, tuple[set[str], set[str]]] = {}
     values: dict[str, set[str]] = {}
-    for line in lineproto.encode_record(record) + lineproto.encode_record(other):
+    quality = QualityRow(record.ts, record.series, "cpu", record.host, 0.5, 120.0, 2, 1.5, True)
+    written = lineproto.encode_record(record) + lineproto.encode_record(other)
+    for line in written + lineproto.encode_quality([quality]):
         series, field_text, _ts = line.split(" ")  # the sample has nothing to escape
         measurement, *tag_pairs = series.split(",")
         tags, fields = schema.setdefault(measurement, (set(), set()))
@@ -189,6 +194,7 @@ def test_check_mode_reports_a_stale_file(tmp_path: Path, capsys: pytest.CaptureF
     ("path", "uid"),
     [
         ("grafana/dashboards/anomaly-detection.json", dashboards.MAIN_DASHBOARD_UID),
+        ("grafana/dashboards/anomaly-influxql.json", dashboards.INFLUXQL_DASHBOARD_UID),
         ("grafana/dashboards/detector-health.json", dashboards.HEALTH_DASHBOARD_UID),
     ],
 )
@@ -200,7 +206,7 @@ def test_dashboard_shape(path: str, uid: str) -> None:
     ids = [panel["id"] for panel in board["panels"]]
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
-        assert panel["type"] in {"timeseries", "stat", "table"}, panel["title"]
+        assert panel["type"] in {"timeseries", "stat", "gauge", "table"}, panel["title"]
         grid = panel["gridPos"]
         assert grid["x"] + grid["w"] <= 24, panel["title"]
         assert panel["targets"], f"panel {panel['title']!r} has no query"
@@ -209,10 +215,24 @@ def test_dashboard_shape(path: str, uid: str) -> None:
         assert panel["description"], panel["title"]
 
 
-def test_main_dashboard_has_the_promised_panels() -> None:
-    board = _load_json(ROOT / dashboards.MAIN_DASHBOARD_PATH)
+PROMISED_PANELS = {
+    "Current status per host": "stat",
+    "Anomalies, last hour": "stat",
+    "Latest confidence": "gauge",
+    "Anomaly rate, last 24 h": "gauge",
+    "$metric vs forecast: $host": "timeseries",
+    "Anomaly score": "timeseries",
+    "Data quality per series": "table",
+    "Recent anomalies": "table",
+}
+
+
+@pytest.mark.parametrize("path", [dashboards.MAIN_DASHBOARD_PATH, dashboards.INFLUXQL_DASHBOARD_PATH])
+def test_main_dashboard_has_the_promised_panels(path: str) -> None:
+    board = _load_json(ROOT / path)
     panels = {panel["title"]: panel for panel in board["panels"]}
-    band = panels["CPU usage vs forecast: $host"]
+    assert {title: panels[title]["type"] for title in PROMISED_PANELS} == PROMISED_PANELS
+    band = panels["$metric vs forecast: $host"]
     assert band["repeat"] == "host"
     fills = [
         prop["value"]
@@ -224,11 +244,23 @@ def test_main_dashboard_has_the_promised_panels() -> None:
     score = panels["Anomaly score"]["fieldConfig"]["defaults"]
     assert score["custom"]["thresholdsStyle"]["mode"] == "line"
     assert [step["value"] for step in score["thresholds"]["steps"]] == [None, 1.0]
-    assert panels["Recent anomalies"]["type"] == "table"
     variables = {v["name"]: v for v in board["templating"]["list"]}
-    assert set(variables) == {"bucket", "host"}
-    for _, query in dashboards.iter_queries(board["panels"]):
-        assert '"${bucket}"' in query and "${host:regex}" in query
+    influxql = path == dashboards.INFLUXQL_DASHBOARD_PATH
+    assert set(variables) == ({"metric", "host"} if influxql else {"bucket", "metric", "host"})
+    assert variables["metric"]["multi"] is False and variables["host"]["includeAll"] is True
+    for kind, query in dashboards.iter_queries(board["panels"]):
+        assert kind == ("influxql" if influxql else "flux")
+        assert "${metric}" in query and "${host:regex}" in query
+        assert ("$timeFilter" in query) if influxql else ('"${bucket}"' in query)
+
+
+def test_the_influxql_twin_has_the_panels_of_the_main_dashboard() -> None:
+    main, twin = dashboards.main_dashboard(), dashboards.influxql_dashboard()
+    shape = [(p["title"], p["type"], p["gridPos"]) for p in main["panels"]]
+    assert [(p["title"], p["type"], p["gridPos"]) for p in twin["panels"]] == shape
+    band = next(p for p in twin["panels"] if p.get("repeat") == "host")
+    # mean(/regex/) names columns mean_<field>: renamed to the names the band's overrides use.
+    assert [t["options"]["renamePattern"] for t in band["transformations"]] == ["yhat", "$1"]
 
 
 # --- Flux: only what the sink writes ---------------------------------------------------------------
@@ -236,9 +268,10 @@ def test_main_dashboard_has_the_promised_panels() -> None:
 
 def test_every_query_is_checked() -> None:
     everything = [kind for doc in _generated_documents().values() for kind, _ in dashboards.iter_queries(doc)]
-    assert len(FLUX_QUERIES) + len(PROMQL_QUERIES) == len(everything)
-    # 2 variables + 7 panel queries + 3 alert rules.
-    assert len(FLUX_QUERIES) == 12
+    assert len(FLUX_QUERIES) + len(PROMQL_QUERIES) + len(INFLUXQL_QUERIES) == len(everything)
+    assert len(INFLUXQL_QUERIES) == 15  # 2 variables + 13 panel queries
+    # 3 variables + 12 panel queries + 3 alert rules.
+    assert len(FLUX_QUERIES) == 18
 
 
 @pytest.mark.parametrize(("where", "query"), FLUX_QUERIES, ids=[w for w, _ in FLUX_QUERIES])
@@ -327,6 +360,10 @@ def _detector_exports() -> set[str]:
     telemetry.add_forwarder("influxdb", dict)
     telemetry.watch_models(lambda: {"host=web-01": 900.0})
     telemetry.watch_alerts(lambda: {"log": {"sent": 1, "failed": 0, "dropped": 0, "pending": 0}})
+    tracker = QualityTracker(QualityParams(interval=60.0), limits={"cpu": (0.0, 100.0)})
+    ref = SeriesRef.from_labels({"host": "web-01"})
+    tracker.observe(960.0, [PointBatch(ref, np.array([960.0]), np.array([150.0]), "test")])
+    telemetry.watch_quality(tracker.snapshot)
     suffixes = {
         "counter": ("_total",),
         "histogram": ("_bucket", "_sum", "_count"),

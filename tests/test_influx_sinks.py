@@ -292,7 +292,12 @@ def test_generic_and_fast_encoders_agree(metric: str | None, measurement: str, f
 
 
 def test_schema_constants_name_what_is_written() -> None:
+    from core.quality import QualityRow
+    from core.sinks.lineproto import encode_quality
+
+    quality = QualityRow(1.0, "host=h", "cpu", "h", 1.0, 0.5, 0, 0.5, False)
     lines = encode_record(rec(1, "h")) + encode_record(metric_rec(1, "h", "latency_p95"))
+    lines += encode_quality([quality])
     assert {line.split(",")[0] for line in lines} == set(SCHEMA)
     for line in lines:
         head, fields, _ = line.split(" ")

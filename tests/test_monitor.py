@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import numpy as np
@@ -258,3 +259,16 @@ def test_refit_is_postponed_while_history_is_short():
 def test_grid_times(interval):
     t = grid_times(T0 + 0.3 * interval, T0 + 5.7 * interval, interval)
     assert list(t) == [T0 + k * interval for k in range(1, 6)]
+
+
+def test_a_series_borrows_only_a_model_of_its_own_metric():
+    source = SimulatorSource(2, interval=300.0)
+    cpu = profile_model(source, "web-01", T0)
+    store = ModelStore(ModelArtifact(models={cpu.id: cpu}, config_hash="sha256:x", model_settings={}))
+    assert store.get("host=db-01") == (cpu, True)
+    assert store.get("metric=memory_used,instance=a") == (None, True)  # never CPU's band for memory
+    memory = dataclasses.replace(cpu, id="metric=memory_used,instance=a", labels={"metric": "memory_used"})
+    store.put(memory)
+    assert store.get("metric=memory_used,instance=b") == (memory, True)
+    store.drop(memory.id)
+    assert store.own(memory.id) is None and set(store.models()) == {cpu.id}

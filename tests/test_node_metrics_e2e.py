@@ -114,6 +114,7 @@ def test_monitor_writes_every_metric_tagged_to_victoria_metrics_and_influxdb1(
         "anomaly_detection": sorted(METRICS),
         "cpu_metrics": ["cpu"],
         "metric_values": ["memory_used", "network_receive"],
+        "data_quality": sorted(METRICS),  # one data-quality row per series and cadence (core/quality.py)
     }
     for metric in METRICS:
         q = (

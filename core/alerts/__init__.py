@@ -28,6 +28,7 @@ from core.records import ScoredRecord
 
 if TYPE_CHECKING:
     from core.config import AlertSettings
+    from core.quality import QualitySnapshot
 
 __all__ = ["Alerting", "Notification", "Outbox", "RuleEngine", "build_channels", "open_alerting"]
 
@@ -124,6 +125,7 @@ def open_alerting(
     *,
     model_age: Callable[[str, float], float | None] | None = None,
     backlog: Callable[[], float] = lambda: 0.0,
+    quality: Callable[[float], QualitySnapshot] | None = None,
 ) -> Alerting | None:
     """Return the alerting of the daemon (its outbox thread started), or None without rules."""
     if not settings.enabled or not settings.rules:
@@ -139,5 +141,5 @@ def open_alerting(
     ).start()
     names = ", ".join(ch.name for ch in channels) or "none"
     logger.info(f"alerting: {len(settings.rules)} rule(s), channels: {names}")
-    engine = RuleEngine(settings, model_age=model_age)
+    engine = RuleEngine(settings, model_age=model_age, quality=quality)
     return Alerting(engine, outbox, backlog=backlog, flush_timeout=settings.flush_timeout_seconds)

@@ -14,6 +14,11 @@ Consecutive bad points are one event (one alert); dedup is the state's key. Aler
 within ``group_window_seconds`` of each other and share the ``group_by`` labels (e.g. host) go out
 as one notification listing their series. "No data" is a silence, never a zero: the no_data rule
 fires when a series has had no point for ``after_seconds`` and resolves at its next point.
+
+Data-quality rules read the tracker's snapshot (``core.quality``), one state per series and tick:
+``stale`` fires while a series is stale (no point for ``monitoring.quality.stale_after_intervals``),
+``incomplete`` while its completeness is below ``min_completeness``; both resolve after
+``resolve_after`` good ticks. Which kinds are judged where is the table ``_EVALUATE``.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from core.alerts.notification import Alert, Notification, dashboard_link, notification_id
+from core.alerts.quality_rules import QUALITY_CONDITIONS, matches_names
 from core.config import SEVERITIES, AlertRuleSettings, AlertSettings
+from core.quality import QualitySnapshot
 from core.records import ScoredRecord
 
 __all__ = ["RuleEngine", "severity_rank"]
@@ -75,8 +82,10 @@ class RuleEngine:
         settings: AlertSettings,
         *,
         model_age: Callable[[str, float], float | None] | None = None,
+        quality: Callable[[float], QualitySnapshot] | None = None,
     ) -> None:
         self.settings = settings
+        self.quality = quality
         self.rules = list(settings.rules)
         self.model_age = model_age or (lambda _series, _now: None)
         self.states: dict[tuple[str, str], _AlertState] = {}
@@ -104,11 +113,17 @@ class RuleEngine:
         for r in sorted(records, key=lambda r: r.ts):
             by_series.setdefault(r.series, []).append(r)
             self.refs[r.series] = r
+        snapshot: list[QualitySnapshot | None] = []  # taken once per tick, if a rule needs it
         for rule in self.rules:
-            if rule.kind in ("source_unreachable", "detector_unhealthy"):
+            where = _EVALUATE.get(rule.kind, "points")
+            if where == "system":
                 out += self._system(rule, now, backlog)
-            elif rule.kind == "no_data":
+            elif where == "silence":
                 out += self._no_data(rule, now, by_series)
+            elif where == "quality":
+                if not snapshot:
+                    snapshot.append(self.quality(now) if self.quality is not None else None)
+                out += self._data_quality(rule, now, snapshot[0])
             else:
                 for rs in by_series.values():
                     if self._matches(rule, rs[0]):
@@ -118,6 +133,13 @@ class RuleEngine:
             self.last_point[series] = rs[-1].ts
         out += self._flush_groups(now, force=False)
         return out
+
+    def forget(self, series: str) -> None:
+        """Forget a dropped series: its last point and its alert states (a firing one ends silently)."""
+        self.last_point.pop(series, None)
+        self.refs.pop(series, None)
+        for key in [k for k in self.states if k[1] == series]:
+            del self.states[key]
 
     def close(self, now: float) -> list[Notification]:
         """Return the firing notifications still held by a group window (at shutdown)."""
@@ -253,6 +275,26 @@ class RuleEngine:
                     st.points += 1
         return out
 
+    def _data_quality(
+        self, rule: AlertRuleSettings, now: float, snap: QualitySnapshot | None
+    ) -> list[Notification]:
+        out: list[Notification] = []
+        if snap is None:
+            return out
+        for i, series in enumerate(snap.series):
+            ref = self.refs.get(series)
+            if ref is not None and not self._matches(rule, ref):
+                continue
+            if ref is None and not matches_names(rule, series, snap.hosts[i], snap.metrics[i]):
+                continue
+            st = self.states.setdefault((rule.name, series), _AlertState())
+            bad, st.reason = QUALITY_CONDITIONS[rule.kind](rule, snap, i)
+            st.severity = rule.severity
+            if not bad and st.firing:
+                st.clear = max(st.clear, (rule.resolve_after or self.settings.resolve_after) - 1)
+            out += self._step(rule, st, series, now, bad, None)
+        return out
+
     def _system(self, rule: AlertRuleSettings, now: float, backlog: float) -> list[Notification]:
         st = self.states.setdefault((rule.name, _SYSTEM), _AlertState())
         if rule.kind == "source_unreachable":
@@ -351,6 +393,16 @@ class RuleEngine:
             runbook_url=rule.runbook_url,
             repeat=repeat,
         )
+
+
+# Where each rule kind is judged: on each point (the default), on silence, on the system, on quality.
+_EVALUATE = {
+    "source_unreachable": "system",
+    "detector_unhealthy": "system",
+    "no_data": "silence",
+    "stale": "quality",
+    "incomplete": "quality",
+}
 
 
 def alertmanager_severity(severity: str) -> str:

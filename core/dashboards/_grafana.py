@@ -9,12 +9,15 @@ from core.scoring import SEVERITIES
 
 # Fixed uids: grafana/provisioning/datasources/datasources.yaml declares the same two.
 INFLUX_DATASOURCE_UID = "influxdb-anomaly"
+INFLUXQL_DATASOURCE_UID = "influxdb-anomaly-influxql"  # the same database through the v1 API
 PROMETHEUS_DATASOURCE_UID = "prometheus-anomaly"
 MAIN_DASHBOARD_UID = "cpu-anomaly-detection"
+INFLUXQL_DASHBOARD_UID = "cpu-anomaly-detection-influxql"
 HEALTH_DASHBOARD_UID = "anomaly-detector-health"
 
 MAIN_DASHBOARD_PATH = "grafana_dashboard.json"
 DASHBOARDS_DIR = "grafana/dashboards"
+INFLUXQL_DASHBOARD_PATH = f"{DASHBOARDS_DIR}/anomaly-influxql.json"
 ALERT_RULES_PATH = "grafana/provisioning/alerting/alert_rules.yaml"
 ALERT_FOLDER = "Anomaly detector"
 DETECTOR_JOB = "anomaly-detector"  # the job name in deploy/prometheus.yml
@@ -26,6 +29,7 @@ NO_DATA_WINDOW_S = 300
 CRITICAL_WINDOW_S = 300
 
 _INFLUX = {"type": "influxdb", "uid": INFLUX_DATASOURCE_UID}
+_INFLUXQL = {"type": "influxdb", "uid": INFLUXQL_DATASOURCE_UID}
 _PROM = {"type": "prometheus", "uid": PROMETHEUS_DATASOURCE_UID}
 _EXPR = {"type": "__expr__", "uid": "__expr__"}
 _SCHEMA_VERSION = 39
@@ -43,6 +47,19 @@ def _grid(x: int, y: int, w: int, h: int) -> dict[str, int]:
 
 def _flux_target(ref: str, query: str) -> dict[str, Any]:
     return {"datasource": dict(_INFLUX), "query": query, "refId": ref}
+
+
+def _influxql_target(ref: str, query: str, alias: str | None = None, table: bool = False) -> dict[str, Any]:
+    target: dict[str, Any] = {
+        "datasource": dict(_INFLUXQL),
+        "query": query,
+        "rawQuery": True,
+        "refId": ref,
+        "resultFormat": "table" if table else "time_series",
+    }
+    if alias is not None:
+        target["alias"] = alias
+    return target
 
 
 def _prom_target(ref: str, expr: str, legend: str = "__auto") -> dict[str, Any]:

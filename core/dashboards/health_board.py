@@ -248,6 +248,26 @@ def _health_panels() -> list[dict[str, Any]]:
             ],
             "short",
         ),
+        _series(
+            "Data quality",
+            "Series stale now (no point for 1.5 intervals; after monitoring.quality.series_ttl_hours "
+            "they are dropped) and the lowest completeness per metric (right axis), and invalid points "
+            "(NaN, inf, outside the physical range) per interval.",
+            _grid(0, 44, 24, 8),
+            [
+                p("A", "sum by (metric) (anomaly_detector_stale_series)", "{{metric}} stale series"),
+                p("B", "min by (metric) (anomaly_detector_quality_completeness_min)", "{{metric}} complete"),
+                p(
+                    "C",
+                    f"sum by (metric, kind) (increase(anomaly_detector_invalid_points_total[{_RATE}]))",
+                    "{{metric}} invalid ({{kind}})",
+                ),
+            ],
+            "short",
+            overrides=[
+                _override("byFrameRefID", "B", **{"unit": "percentunit", "custom.axisPlacement": "right"}),
+            ],
+        ),
     ]
 
 

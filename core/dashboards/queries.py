@@ -13,15 +13,24 @@ from core.sinks.lineproto import (
     ANOMALY_MEASUREMENT,
     CPU_MEASUREMENT,
     FIELD_ANOMALY_SCORE,
+    FIELD_COMPLETENESS,
     FIELD_CONFIDENCE,
     FIELD_CPU_USAGE,
+    FIELD_INVALID_POINTS,
     FIELD_IS_ANOMALY,
+    FIELD_LATENESS,
+    FIELD_STALE,
+    FIELD_STALENESS,
     FIELD_THRESHOLD,
+    FIELD_VALUE,
     FIELD_YHAT_LOWER,
     FIELD_YHAT_UPPER,
+    METRIC_MEASUREMENT,
     METRIC_TYPE_ACTUAL,
     METRIC_TYPE_FORECASTED,
+    QUALITY_MEASUREMENT,
     TAG_HOST,
+    TAG_METRIC,
     TAG_METRIC_TYPE,
     TAG_SEVERITY,
 )
@@ -58,85 +67,7 @@ def _cols(*names: str) -> str:
     return ", ".join(f'"{name}"' for name in names)
 
 
-ACTUAL_QUERY = _flux(
-    *_from(_DASH_BUCKET, CPU_MEASUREMENT),
-    _tag(TAG_METRIC_TYPE, METRIC_TYPE_ACTUAL),
-    _fields(FIELD_CPU_USAGE),
-    _HOST_FILTER,
-    "  |> group()",
-    "  |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
-    '  |> keep(columns: ["_time", "_value"])',
-    '  |> rename(columns: {_value: "actual"})',
-)
-
-FORECAST_QUERY = _flux(
-    *_from(_DASH_BUCKET, CPU_MEASUREMENT),
-    _tag(TAG_METRIC_TYPE, METRIC_TYPE_FORECASTED),
-    _fields(FIELD_CPU_USAGE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER),
-    _HOST_FILTER,
-    '  |> group(columns: ["_field"])',
-    "  |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
-    "  |> group()",
-    '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
-    f"  |> keep(columns: [{_cols('_time', FIELD_CPU_USAGE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER)}])",
-    # Field names double as series names: the band's fill refers to yhat_lower by name.
-    f'  |> rename(columns: {{{FIELD_CPU_USAGE}: "yhat"}})',
-)
-
-SCORE_QUERY = _flux(
-    *_from(_DASH_BUCKET, ANOMALY_MEASUREMENT),
-    _fields(FIELD_ANOMALY_SCORE),
-    _HOST_FILTER,
-    f'  |> group(columns: ["{TAG_HOST}"])',
-    "  |> aggregateWindow(every: v.windowPeriod, fn: max, createEmpty: false)",
-    f"  |> keep(columns: [{_cols('_time', '_value', TAG_HOST)}])",
-)
-
-SEVERITY_COUNT_QUERY = _flux(
-    *_from(_DASH_BUCKET, ANOMALY_MEASUREMENT),
-    _fields(FIELD_IS_ANOMALY),
-    _tag(TAG_SEVERITY, "NONE", "!="),
-    _HOST_FILTER,
-    "  |> filter(fn: (r) => r._value == true)",
-    f'  |> group(columns: ["{TAG_SEVERITY}"])',
-    "  |> aggregateWindow(every: v.windowPeriod, fn: count, createEmpty: true)",
-    f"  |> keep(columns: [{_cols('_time', '_value', TAG_SEVERITY)}])",
-)
-
 _TABLE_COLUMNS = ("_time", TAG_HOST, TAG_SEVERITY, FIELD_ANOMALY_SCORE, FIELD_CONFIDENCE, FIELD_THRESHOLD)
-RECENT_ANOMALIES_QUERY = _flux(
-    *_from(_DASH_BUCKET, ANOMALY_MEASUREMENT),
-    # Severity is NONE exactly when the point is not an anomaly: a cheap pre-filter before the pivot.
-    _tag(TAG_SEVERITY, "NONE", "!="),
-    _HOST_FILTER,
-    _fields(FIELD_IS_ANOMALY, FIELD_ANOMALY_SCORE, FIELD_CONFIDENCE, FIELD_THRESHOLD),
-    '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
-    f"  |> filter(fn: (r) => r.{FIELD_IS_ANOMALY} == true)",
-    "  |> group()",
-    f"  |> keep(columns: [{_cols(*_TABLE_COLUMNS)}])",
-    '  |> sort(columns: ["_time"], desc: true)',
-    "  |> limit(n: 200)",
-)
-
-ANOMALY_RATE_QUERY = _flux(
-    *_from(_DASH_BUCKET, ANOMALY_MEASUREMENT),
-    _fields(FIELD_IS_ANOMALY),
-    _HOST_FILTER,
-    "  |> toFloat()",
-    f'  |> group(columns: ["{TAG_HOST}"])',
-    "  |> mean()",
-)
-
-LATEST_SCORE_QUERY = _flux(
-    *_from(_DASH_BUCKET, ANOMALY_MEASUREMENT),
-    _fields(FIELD_ANOMALY_SCORE),
-    _HOST_FILTER,
-    # One table per host and severity: the last of each, then the latest of those per host.
-    "  |> last()",
-    f'  |> group(columns: ["{TAG_HOST}"])',
-    '  |> sort(columns: ["_time"])',
-    "  |> last()",
-)
 
 BUCKET_VARIABLE_QUERY = _flux(
     "buckets()",
@@ -144,18 +75,6 @@ BUCKET_VARIABLE_QUERY = _flux(
     '  |> rename(columns: {name: "_value"})',
     '  |> keep(columns: ["_value"])',
 )
-
-HOST_VARIABLE_QUERY = _flux(
-    'import "influxdata/influxdb/schema"',
-    "",
-    "schema.tagValues(",
-    f"  bucket: {_DASH_BUCKET},",
-    f'  tag: "{TAG_HOST}",',
-    f'  predicate: (r) => r._measurement == "{ANOMALY_MEASUREMENT}",',
-    "  start: -30d,",
-    ")",
-)
-
 
 # The daemon's own health (Prometheus scrapes its /metrics).
 
@@ -200,4 +119,145 @@ NO_DATA_ALERT_QUERY = _flux(
     _fields(FIELD_ANOMALY_SCORE),
     "  |> group()",
     "  |> aggregateWindow(every: 1m, fn: count, createEmpty: false)",
+)
+
+
+# Issue 15: any metric (the metric tag over both value measurements), status, data quality.
+
+_METRIC_FILTER = f'  |> filter(fn: (r) => r.{TAG_METRIC} == "${{metric}}")'
+_VALUES = (CPU_MEASUREMENT, METRIC_MEASUREMENT)
+
+
+def _from_values(bucket: str) -> list[str]:
+    test = " or ".join(f'r._measurement == "{m}"' for m in _VALUES)
+    return [
+        f"from(bucket: {bucket})",
+        "  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)",
+        f"  |> filter(fn: (r) => {test})",
+    ]
+
+
+def _anomaly(*lines: str) -> str:
+    """A dashboard query on anomaly_detection for the selected metric and hosts."""
+    return _flux(*_from(_DASH_BUCKET, ANOMALY_MEASUREMENT), _METRIC_FILTER, _HOST_FILTER, *lines)
+
+
+METRIC_ACTUAL_QUERY = _flux(
+    *_from_values(_DASH_BUCKET),
+    _METRIC_FILTER,
+    _tag(TAG_METRIC_TYPE, METRIC_TYPE_ACTUAL),
+    _fields(FIELD_CPU_USAGE, FIELD_VALUE),
+    _HOST_FILTER,
+    "  |> group()",
+    "  |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
+    '  |> keep(columns: ["_time", "_value"])',
+    '  |> rename(columns: {_value: "actual"})',
+)
+
+METRIC_FORECAST_QUERY = _flux(
+    *_from_values(_DASH_BUCKET),
+    _METRIC_FILTER,
+    _tag(TAG_METRIC_TYPE, METRIC_TYPE_FORECASTED),
+    _fields(FIELD_CPU_USAGE, FIELD_VALUE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER),
+    _HOST_FILTER,
+    # CPU's expectation is cpu_usage, every other metric's is value: one name for both.
+    f'  |> map(fn: (r) => ({{r with _field: if r._field == "{FIELD_VALUE}" then "{FIELD_CPU_USAGE}" '
+    "else r._field}))",
+    '  |> group(columns: ["_field"])',
+    "  |> aggregateWindow(every: v.windowPeriod, fn: mean, createEmpty: false)",
+    "  |> group()",
+    '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+    f"  |> keep(columns: [{_cols('_time', FIELD_CPU_USAGE, FIELD_YHAT_LOWER, FIELD_YHAT_UPPER)}])",
+    f'  |> rename(columns: {{{FIELD_CPU_USAGE}: "yhat"}})',
+)
+
+
+def _latest_per_host(field: str) -> str:
+    # One table per host and severity: the last of each, then the latest of those per host.
+    return _anomaly(
+        _fields(field),
+        "  |> last()",
+        f'  |> group(columns: ["{TAG_HOST}"])',
+        '  |> sort(columns: ["_time"])',
+        "  |> last()",
+    )
+
+
+STATUS_QUERY = _latest_per_host(FIELD_IS_ANOMALY)
+METRIC_LATEST_SCORE_QUERY = _latest_per_host(FIELD_ANOMALY_SCORE)
+CONFIDENCE_QUERY = _latest_per_host(FIELD_CONFIDENCE)
+
+ANOMALY_COUNT_QUERY = _anomaly(
+    _fields(FIELD_IS_ANOMALY),
+    "  |> filter(fn: (r) => r._value == true)",
+    "  |> group()",
+    "  |> count()",
+)
+
+FLEET_RATE_QUERY = _anomaly(_fields(FIELD_IS_ANOMALY), "  |> toFloat()", "  |> group()", "  |> mean()")
+
+METRIC_RATE_QUERY = _anomaly(
+    _fields(FIELD_IS_ANOMALY), "  |> toFloat()", f'  |> group(columns: ["{TAG_HOST}"])', "  |> mean()"
+)
+
+METRIC_SCORE_QUERY = _anomaly(
+    _fields(FIELD_ANOMALY_SCORE),
+    f'  |> group(columns: ["{TAG_HOST}"])',
+    "  |> aggregateWindow(every: v.windowPeriod, fn: max, createEmpty: false)",
+    f"  |> keep(columns: [{_cols('_time', '_value', TAG_HOST)}])",
+)
+
+METRIC_SEVERITY_COUNT_QUERY = _anomaly(
+    _fields(FIELD_IS_ANOMALY),
+    _tag(TAG_SEVERITY, "NONE", "!="),
+    "  |> filter(fn: (r) => r._value == true)",
+    f'  |> group(columns: ["{TAG_SEVERITY}"])',
+    "  |> aggregateWindow(every: v.windowPeriod, fn: count, createEmpty: true)",
+    f"  |> keep(columns: [{_cols('_time', '_value', TAG_SEVERITY)}])",
+)
+
+METRIC_RECENT_ANOMALIES_QUERY = _anomaly(
+    _tag(TAG_SEVERITY, "NONE", "!="),
+    _fields(FIELD_IS_ANOMALY, FIELD_ANOMALY_SCORE, FIELD_CONFIDENCE, FIELD_THRESHOLD),
+    '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+    f"  |> filter(fn: (r) => r.{FIELD_IS_ANOMALY} == true)",
+    "  |> group()",
+    f"  |> keep(columns: [{_cols(*_TABLE_COLUMNS)}])",
+    '  |> sort(columns: ["_time"], desc: true)',
+    "  |> limit(n: 200)",
+)
+
+QUALITY_COLUMNS = (FIELD_COMPLETENESS, FIELD_STALENESS, FIELD_INVALID_POINTS, FIELD_LATENESS, FIELD_STALE)
+QUALITY_TABLE_QUERY = _flux(
+    *_from(_DASH_BUCKET, QUALITY_MEASUREMENT),
+    _METRIC_FILTER,
+    _HOST_FILTER,
+    _fields(*QUALITY_COLUMNS),
+    "  |> last()",
+    f'  |> pivot(rowKey: ["_time", "{TAG_HOST}"], columnKey: ["_field"], valueColumn: "_value")',
+    "  |> group()",
+    f"  |> keep(columns: [{_cols('_time', TAG_HOST, *QUALITY_COLUMNS)}])",
+    f'  |> sort(columns: ["{FIELD_STALENESS}"], desc: true)',
+)
+
+METRIC_VARIABLE_QUERY = _flux(
+    'import "influxdata/influxdb/schema"',
+    "",
+    "schema.tagValues(",
+    f"  bucket: {_DASH_BUCKET},",
+    f'  tag: "{TAG_METRIC}",',
+    f'  predicate: (r) => r._measurement == "{ANOMALY_MEASUREMENT}",',
+    "  start: -30d,",
+    ")",
+)
+
+METRIC_HOST_VARIABLE_QUERY = _flux(
+    'import "influxdata/influxdb/schema"',
+    "",
+    "schema.tagValues(",
+    f"  bucket: {_DASH_BUCKET},",
+    f'  tag: "{TAG_HOST}",',
+    f'  predicate: (r) => r._measurement == "{ANOMALY_MEASUREMENT}" and r.{TAG_METRIC} == "${{metric}}",',
+    "  start: -30d,",
+    ")",
 )

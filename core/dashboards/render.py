@@ -10,11 +10,12 @@ import yaml
 from core.dashboards._grafana import (
     ALERT_RULES_PATH,
     DASHBOARDS_DIR,
+    INFLUXQL_DASHBOARD_PATH,
     MAIN_DASHBOARD_PATH,
 )
 from core.dashboards.alert_rules import alert_rules
 from core.dashboards.health_board import health_dashboard
-from core.dashboards.main_board import main_dashboard
+from core.dashboards.main_board import influxql_dashboard, main_dashboard
 
 # Rendering.
 
@@ -49,6 +50,7 @@ def render_files() -> dict[str, str]:
     return {
         MAIN_DASHBOARD_PATH: main,
         f"{DASHBOARDS_DIR}/anomaly-detection.json": main,
+        INFLUXQL_DASHBOARD_PATH: _json_text(influxql_dashboard()),
         f"{DASHBOARDS_DIR}/detector-health.json": _json_text(health_dashboard()),
         ALERT_RULES_PATH: _YAML_HEADER + rules,
     }

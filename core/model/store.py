@@ -58,6 +58,23 @@ class ModelStore:
             self._models = models
             self._defaults.setdefault(model.labels.get(METRIC_LABEL, CPU_METRIC), model)
 
+    def drop(self, series_id: str) -> None:
+        """Forget a series' own model (the series is gone); the next artifact write leaves it out."""
+        with self._lock:
+            if series_id in self._models:
+                models = dict(self._models)
+                gone = models.pop(series_id)
+                self._models = models
+                metric = gone.labels.get(METRIC_LABEL, CPU_METRIC)
+                if self._defaults.get(metric) is gone:
+                    same = (m for m in models.values() if m.labels.get(METRIC_LABEL, CPU_METRIC) == metric)
+                    successor = next(same, None)
+                    if successor is None:
+                        del self._defaults[metric]
+                    else:
+                        self._defaults[metric] = successor
+            self._warned.discard(series_id)
+
     def models(self) -> dict[str, SeriesModel]:
         """Return a snapshot of all own models."""
         return dict(self._models)

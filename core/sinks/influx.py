@@ -40,6 +40,7 @@ __all__ = [
     "InfluxV1Writer",
     "InfluxV2Writer",
     "build_forwarder",
+    "build_writer",
     "classify_status",
 ]
 
@@ -225,17 +226,8 @@ class InfluxV1Writer:
         self._session.close()
 
 
-def build_forwarder(
-    settings: InfluxSettings,
-    log: MetricsLog,
-    *,
-    name: str = DEFAULT_FORWARDER_NAME,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], object] | None = None,
-    on_event: Callable[[ForwarderEvent], object] | None = None,
-    session: requests.Session | None = None,
-) -> Forwarder:
-    """Build (not start) the forwarder for ``settings.api``; raise :class:`SinkError` if it cannot work."""
+def build_writer(settings: InfluxSettings, *, session: requests.Session | None = None) -> Writer:
+    """Return the writer for ``settings.api``; raise :class:`SinkError` if it cannot work."""
     if not settings.url:
         raise SinkError("influxdb.url is not set; set INFLUXDB_URL (e.g. http://localhost:8086)")
     parts = urlsplit(settings.url)
@@ -277,6 +269,21 @@ def build_forwarder(
             verify_tls=settings.verify_tls,
             session=session,
         )
+    return writer
+
+
+def build_forwarder(
+    settings: InfluxSettings,
+    log: MetricsLog,
+    *,
+    name: str = DEFAULT_FORWARDER_NAME,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], object] | None = None,
+    on_event: Callable[[ForwarderEvent], object] | None = None,
+    session: requests.Session | None = None,
+) -> Forwarder:
+    """Build (not start) the forwarder for ``settings.api``; raise :class:`SinkError` if it cannot work."""
+    writer = build_writer(settings, session=session)
     return Forwarder(
         log,
         writer,

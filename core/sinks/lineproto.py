@@ -38,9 +38,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from core.config import CPU_METRIC, METRIC_LABEL
 from core.records import ScoredRecord
+
+if TYPE_CHECKING:
+    from core.quality import QualityRow
 
 __all__ = [
     "ANOMALY_FIELDS",
@@ -222,3 +226,53 @@ def _join(k1: str, v1: str | None, k2: str, v2: str | None, k3: str, v3: str | N
     if v1 is not None and v2 is not None and v3 is not None:
         return f"{k1}={v1},{k2}={v2},{k3}={v3}"
     return ",".join(f"{k}={v}" for k, v in ((k1, v1), (k2, v2), (k3, v3)) if v is not None)
+
+
+# -- data_quality: one point per series at the tracker's cadence (core/quality.py) --------------------
+#
+#     data_quality,host=H,metric=M completeness=<0..1>,staleness_seconds=<s>,invalid_points=<n>i,
+#         lateness_seconds=<s>,stale=<true|false> <ts_ms>                   (one line)
+
+QUALITY_MEASUREMENT = "data_quality"
+QUALITY_TAG_METRIC = TAG_METRIC
+FIELD_COMPLETENESS = "completeness"
+FIELD_STALENESS = "staleness_seconds"
+FIELD_INVALID_POINTS = "invalid_points"
+FIELD_LATENESS = "lateness_seconds"
+FIELD_STALE = "stale"
+QUALITY_TAGS = (TAG_HOST, QUALITY_TAG_METRIC)
+QUALITY_FIELDS = (FIELD_COMPLETENESS, FIELD_STALENESS, FIELD_INVALID_POINTS, FIELD_LATENESS, FIELD_STALE)
+SCHEMA = {**SCHEMA, QUALITY_MEASUREMENT: (QUALITY_TAGS, QUALITY_FIELDS)}
+__all__ += [
+    "FIELD_COMPLETENESS",
+    "FIELD_INVALID_POINTS",
+    "FIELD_LATENESS",
+    "FIELD_STALE",
+    "FIELD_STALENESS",
+    "QUALITY_FIELDS",
+    "QUALITY_MEASUREMENT",
+    "QUALITY_TAGS",
+    "QUALITY_TAG_METRIC",
+    "encode_quality",
+]
+
+
+def encode_quality(rows: Iterable[QualityRow]) -> list[str]:
+    """Return the ``data_quality`` lines of quality rows (a NaN field, e.g. no lateness yet, is left out)."""
+    out = []
+    for row in rows:
+        host = f",{TAG_HOST}={escape_tag(row.host)}" if row.host else ""
+        metric = f",{QUALITY_TAG_METRIC}={escape_tag(row.metric)}" if row.metric else ""
+        fields = [
+            f"{name}={text}"
+            for name, text in (
+                (FIELD_COMPLETENESS, _float(row.completeness)),
+                (FIELD_STALENESS, _float(row.staleness_seconds)),
+                (FIELD_INVALID_POINTS, f"{int(row.invalid_points)}i"),
+                (FIELD_LATENESS, _float(row.lateness_seconds)),
+                (FIELD_STALE, "true" if row.stale else "false"),
+            )
+            if text is not None
+        ]
+        out.append(f"{QUALITY_MEASUREMENT}{host}{metric} {','.join(fields)} {round(row.ts * 1000)}")
+    return out

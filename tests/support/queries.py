@@ -88,13 +88,18 @@ def promql_metric_names(expr: str) -> set[str]:
     return names
 
 
+INFLUXQL_DATASOURCE_UID = "influxdb-anomaly-influxql"  # core.dashboards.INFLUXQL_DATASOURCE_UID
+
+
 def iter_queries(document: Any) -> Iterator[tuple[str, str]]:
-    """Yield ``("flux", query)`` and ``("promql", expr)`` for every query in a dashboard or rules file."""
+    """Yield ``("flux" | "influxql", query)`` and ``("promql", expr)`` for every query of a document."""
     if isinstance(document, dict):
         datasource = document.get("datasource")
         kind = datasource.get("type") if isinstance(datasource, dict) else None
         if kind == "influxdb" and isinstance(document.get("query"), str):
-            yield "flux", document["query"]
+            assert isinstance(datasource, dict)
+            influxql = datasource.get("uid") == INFLUXQL_DATASOURCE_UID
+            yield "influxql" if influxql else "flux", document["query"]
         if isinstance(document.get("expr"), str):
             yield "promql", document["expr"]
         for value in document.values():
