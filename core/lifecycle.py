@@ -61,10 +61,7 @@ def forget_everywhere(
     """Drop a series' state in every part when the tracker drops it (stale past its TTL)."""
 
     def forget(series: str) -> None:
-        # core/detector.py has no public forget (yet): its calibrators are keyed by series id.
-        calibrators = getattr(detector, "_calibrators", None)
-        if isinstance(calibrators, dict):
-            calibrators.pop(series, None)
+        detector.drop([series])  # its calibration slot is freed for another series
         store.drop(series)
         refitter.forget(series)
 

@@ -101,7 +101,6 @@ def test_a_stuck_value_is_found_and_a_series_that_is_often_flat_never_fires() ->
     assert flat[P.prime_rows // 2 :].max() < 1.5
 
 
-
 def test_a_series_polled_faster_than_it_changes_is_not_stuck_on_its_plateaus() -> None:
     # A 1 s poll of a value that changes once a minute, over a smooth pattern: 60 repeats per plateau,
     # the spread of a plateau a hair above zero and a new low now and then. Found in the alerting demo:
@@ -119,6 +118,7 @@ def test_a_series_polled_faster_than_it_changes_is_not_stuck_on_its_plateaus() -
     z[15_000:15_250] = z[15_000]
     out = SeriesCalibrator(P).update(t, z, f, f - 5, f + 5)
     assert out.score[15_011:15_250].min() > 2.0 and CHANNELS[out.channel[15_200]] == "flat"
+
 
 @settings(max_examples=25, deadline=None)
 @given(scale=st.floats(0.01, 1000), offset=st.floats(-1e4, 1e4), seed=st.integers(0, 100))

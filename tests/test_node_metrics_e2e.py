@@ -284,7 +284,7 @@ def test_daemon_refits_use_each_metrics_model_and_range(victoria_metrics_fresh):
 
 def test_training_history_is_chunked_under_the_point_limit(victoria_metrics_fresh):
     """Two days at 15 s are 11,520 points per series: more than one request may hold (11,000)."""
-    from test_prometheus_source import RecordingSession
+    from support.http import RecordingSession
 
     vm = victoria_metrics_fresh
     now = time.time()

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import requests
 from servers import NodeExporterServer, PrometheusServer, free_port, http_request, prom_query
+from support.http import RecordingSession
 
 from core.config import MonitoringSettings, PrometheusSettings
 from core.errors import ConfigError, SourceError, SourceUnavailable
@@ -34,19 +35,6 @@ DEFAULT_QUERY = PrometheusSettings().query
 CLOCK_QUERY = 'label_replace(vector(time()), "instance", "clock", "", "")'
 CLOCK_ID = "instance=clock"
 NOW = 1_699_999_200.0  # on the grid of every interval used with the fakes (a multiple of 3600)
-
-
-class RecordingSession(requests.Session):
-    """A session that ignores proxy settings (loopback only) and records the query parameters sent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.trust_env = False
-        self.sent: list[tuple[str, dict[str, str]]] = []
-
-    def get(self, url: str | bytes, **kwargs: Any) -> requests.Response:
-        self.sent.append((str(url), dict(kwargs.get("params") or {})))
-        return super().get(url, **kwargs)
 
 
 def make_source(url: str, query: str = DEFAULT_QUERY, **kwargs: Any) -> PrometheusSource:

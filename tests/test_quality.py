@@ -218,3 +218,31 @@ def test_restored_ids_name_the_series_as_the_source_does(series: str, host_label
     ref = restored_ref(series, host_label)
     assert ref is not None and ref.id == series and ref.host == host
     assert restored_ref("default", "host") is None and restored_ref("a,b", "host") is None
+
+
+def test_a_dropped_series_leaves_the_detector_the_store_and_the_refitter() -> None:
+    from core.config import ModelSettings
+    from core.detector import Detector
+    from core.lifecycle import forget_everywhere
+    from core.model.store import ModelStore
+    from core.refit import InlineExecutor, RefitPolicy, Refitter
+    from core.scoring import ScoreParams
+    from core.sources.simulator import SimulatorSource
+
+    store = ModelStore()
+    detector = Detector(store, ScoreParams())
+    refitter = Refitter(
+        store,
+        SimulatorSource(1, interval=STEP),
+        ModelSettings(kind="profile"),
+        RefitPolicy(interval=3600.0, history=86400.0, min_rows=100),
+        executor=InlineExecutor(),
+    )
+    tracker = QualityTracker(QualityParams(interval=STEP, ttl=5 * STEP))
+    forget_everywhere(tracker, detector, store, refitter)
+    ref = SeriesRef.from_labels({"host": "a"})
+    detector.score_many([PointBatch(ref, np.array([T0]), np.array([50.0]), "test")])
+    assert "host=a" in detector._columnar  # the calibration slot the TTL must free
+    dropped = feed(tracker, {"a": ".________", "b": "........."})
+    assert ["host=a"] in dropped
+    assert "host=a" not in detector._columnar and store.own("host=a") is None
