@@ -104,14 +104,19 @@ def open_replay(settings: Settings, dataset: str) -> tuple[ReplaySource, SimCloc
 
 
 def calibrated_detector(store: ModelStore, settings: Settings, source: Source) -> Detector:
-    """Return the detector of the loop: calibrated online, new series primed from the source's history."""
+    """Return the detector of the loop: calibrated online, new series primed from the source's history.
+
+    Each series is decided on its metric's side and dead zone (``metrics:``).
+    """
     calibration = calibration_params(settings)
+    units = {mod.unit for mod in store.models().values()}
     return Detector(
         store,
         settings.scoring.params(),
         calibration,
         history=source.history,
         prime_seconds=calibration.prime_rows * settings.monitoring.interval_seconds,
+        plans=SeriesPlans(settings, source=source.name, model_units=units),
     )
 
 

@@ -15,6 +15,7 @@ from core.model.artifact import SeriesModel
 from core.model.store import ModelStore
 from core.records import PointBatch, ScoredBatch, ScoredRecord, SeriesRef
 from core.scoring import SEVERITIES, ScoreParams, decide
+from core.units import SeriesPlans
 
 __all__ = ["PRIME_POINTS", "TABLE_MIN_BANDS", "Detector", "calibration_params"]
 
@@ -116,8 +117,11 @@ class Detector:
         history: Callable[[SeriesRef, float, float], PointBatch] | None = None,
         prime_seconds: float = 0.0,
         calibrator: Callable[[CalibrationParams], SeriesCalibrator] | None = None,
+        plans: SeriesPlans | None = None,
     ) -> None:
         self.store = store
+        self.plans = plans  # each series' metric: its side and dead zone in the decision
+        self._decision: dict[str, tuple[int, float]] = {}
         self.params = params
         self.calibration = calibration or CalibrationParams()
         self.history = history
@@ -130,6 +134,8 @@ class Detector:
     def drop(self, series_ids: Iterable[str]) -> int:
         """Forget the calibration of these series (a series seen again starts afresh); return how many."""
         ids = list(series_ids)
+        for sid in ids:
+            self._decision.pop(sid, None)
         if self._columnar is not None:
             return self._columnar.drop(ids)
         return sum(self._calibrators.pop(sid, None) is not None for sid in ids)
@@ -248,8 +254,9 @@ class Detector:
         else:
             s, low, up, sign = self._calibrate_each(batches, yhat, lower, upper)
         y = np.concatenate([b.y for b in batches])
-        result = decide(s, y - yhat, self.params, sign=sign.astype(np.float64))
         sizes = np.array([len(b.t) for b in batches], dtype=np.int64)
+        side, zone = self._sides(batches, sizes)
+        result = decide(s, y - yhat, self.params, sign=sign.astype(np.float64), side=side, dead_zone=zone)
         return ScoredBatch(
             series=[b.series for b in batches],
             sources=[b.source for b in batches],
@@ -268,6 +275,27 @@ class Detector:
             threshold=self.params.threshold_multiplier,
             names=SEVERITIES,
         )
+
+    def _sides(
+        self, batches: Sequence[PointBatch], sizes: np.ndarray
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Return each point's metric's side and dead zone, or (None, None) when no metric declares one."""
+        if self.plans is None or not self.plans.declared:
+            return None, None
+        known, plans = self._decision, self.plans
+        pairs = []
+        for b in batches:
+            sid = b.series.id
+            pair = known.get(sid)
+            if pair is None:
+                plan = plans.of(sid, b.series.labels)
+                pair = known[sid] = (plan.side, plan.dead_zone)
+            pairs.append(pair)
+        if not any(side or zone for side, zone in pairs):
+            return None, None
+        side = np.repeat(np.array([p[0] for p in pairs], dtype=np.int8), sizes)
+        zone = np.repeat(np.array([p[1] for p in pairs], dtype=np.float64), sizes)
+        return side, zone
 
     def score_many(self, batches: Sequence[PointBatch]) -> list[ScoredRecord]:
         """Score the batches of one tick (see :meth:`score_batch`) and return one record per point."""

@@ -94,29 +94,44 @@ def band_score(
 
 
 def decide(
-    s: np.ndarray, deviation: np.ndarray, params: ScoreParams = ScoreParams(), sign: np.ndarray | None = None
+    s: np.ndarray,
+    deviation: np.ndarray,
+    params: ScoreParams = ScoreParams(),
+    sign: np.ndarray | None = None,
+    *,
+    side: np.ndarray | None = None,
+    dead_zone: np.ndarray | None = None,
 ) -> Scores:
     """Apply the decision rule to scores (see the module docstring).
 
     ``deviation`` is ``y - yhat`` (NaN where there is no value or no forecast: never an anomaly);
     ``sign`` is the side of the evidence that decided the score (+1 above, -1 below, 0 for evidence with
-    no side, such as a stuck value); by default the deviation's sign.
+    no side, such as a stuck value); by default the deviation's sign. ``side`` and ``dead_zone``, per
+    point, are each point's metric's own: ``metrics[].side`` as +1 above, -1 below, 0 both (which
+    leaves ``params.direction``), and ``metrics[].dead_zone`` (the larger of it and
+    ``params.min_deviation`` applies).
     """
     s = np.minimum(np.nan_to_num(np.asarray(s, dtype=np.float64), nan=0.0), SCORE_CAP)
     deviation = np.asarray(deviation, dtype=np.float64)
     if sign is None:
-        side = np.where(np.nan_to_num(deviation, nan=0.0) >= 0, 1, -1)
+        evidence = np.where(np.nan_to_num(deviation, nan=0.0) >= 0, 1, -1)
     else:
-        side = np.asarray(sign)
+        evidence = np.asarray(sign)
     ok = np.ones(s.shape, dtype=bool)
     if params.direction == "above":
-        ok = side >= 0
+        ok = evidence >= 0
     elif params.direction == "below":
-        ok = side <= 0
+        ok = evidence <= 0
+    if side is not None:
+        side = np.asarray(side)
+        ok = np.where(side > 0, evidence >= 0, np.where(side < 0, evidence <= 0, ok))
     valid = ~np.isnan(deviation)
     anomaly = (s > params.threshold_multiplier) & ok & valid
-    if params.min_deviation > 0:
-        anomaly &= np.abs(np.nan_to_num(deviation, nan=0.0)) > params.min_deviation
+    zone: float | np.ndarray = params.min_deviation
+    if dead_zone is not None:
+        zone = np.maximum(np.asarray(dead_zone, dtype=np.float64), params.min_deviation)
+    if np.any(np.asarray(zone) > 0):
+        anomaly &= np.abs(np.nan_to_num(deviation, nan=0.0)) > zone
     severity = np.zeros(s.shape, dtype=np.int8)
     severity[anomaly] = 1 + np.searchsorted(
         [params.medium, params.high, params.critical], s[anomaly], side="left"

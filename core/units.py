@@ -47,12 +47,15 @@ def limits_clip(limits: tuple[float | None, float | None], settings: Settings) -
 
 @dataclass(frozen=True)
 class SeriesPlan:
-    """What a series' metric declares: its name, unit, clip range and the model settings it is fitted with."""
+    """What a series' metric declares: name, unit, clip range, model settings, and the decision's side
+    (+1 above, -1 below, 0 both) and dead zone."""
 
     metric: str
     unit: str
     clip: tuple[float, float] | None
     model: ModelSettings
+    side: int = 0
+    dead_zone: float = 0.0
 
 
 class SeriesPlans:
@@ -86,8 +89,17 @@ class SeriesPlans:
         if name == CPU_METRIC and (self._simulated or self._percent_models):
             # The simulator's series are CPU percent by construction; so were models trained on percent.
             model = metric.model_settings(base) if metric is not None else base
-            return SeriesPlan(name, "percent", limits_clip(UNIT_RANGES["percent"], settings), model)
+            clip = limits_clip(UNIT_RANGES["percent"], settings)
+            return SeriesPlan(name, "percent", clip, model, *_decision(metric))
         if metric is None:  # a model of a metric no longer configured: raw, the section's settings
             return SeriesPlan(name, "raw", None, base)
         clip = limits_clip(metric.limits, settings)
-        return SeriesPlan(name, metric.unit, clip, metric.model_settings(base))
+        return SeriesPlan(name, metric.unit, clip, metric.model_settings(base), *_decision(metric))
+
+
+_SIDES = {"above": 1, "below": -1, "both": 0}
+
+
+def _decision(metric: MetricSettings | None) -> tuple[int, float]:
+    """Return a metric's side (+1 above, -1 below, 0 both) and dead zone for ``core.scoring.decide``."""
+    return (0, 0.0) if metric is None else (_SIDES[metric.side], float(metric.dead_zone))

@@ -135,3 +135,35 @@ def test_the_model_hash_follows_what_changes_a_metrics_fits():
     assert hashed(unit="seconds") != base
     assert hashed(unit="ratio", model={"interval_width": 0.9}) != base
     assert hashed(unit="ratio", physical_range=[0, 0.5]) != base
+
+
+def test_each_series_is_decided_on_its_metrics_side_and_dead_zone():
+    from core.detector import Detector
+    from core.records import PointBatch, SeriesRef
+
+    settings = Settings.model_validate(
+        {
+            "metrics": [
+                {"name": "cpu", "query": "q1", "unit": "percent"},
+                {"name": "errors", "query": "q2", "unit": "count/s", "side": "above", "dead_zone": 3.0},
+            ]
+        }
+    )
+    refs = {
+        "cpu": SeriesRef.from_labels({"instance": "a"}, "instance"),
+        "errors": SeriesRef.from_labels({"metric": "errors", "instance": "a"}, "instance"),
+    }
+    models = {}
+    for name, ref in refs.items():
+        band = Band(0.0, 60.0, np.full(100, 10.0), np.full(100, 9.0), np.full(100, 11.0), 6000.0)
+        models[ref.id] = SeriesModel(id=ref.id, labels=dict(ref.labels), kind="profile", band=band)
+    store = ModelStore(ModelArtifact(models=models, config_hash="x", model_settings={}))
+    detector = Detector(store, settings.scoring.params(), plans=SeriesPlans(settings))
+    # Against the trained band (half-width 1): 10 below, 2.5 above, 10 above the expectation of 10.
+    t, y = np.array([60.0, 120.0, 180.0]), np.array([0.0, 12.5, 20.0])
+    flags = {
+        name: [r.is_anomaly for r in detector.score_many([PointBatch(ref, t, y, "test")])]
+        for name, ref in refs.items()
+    }
+    assert flags["cpu"] == [True, True, True]  # both sides, no dead zone
+    assert flags["errors"] == [False, False, True]  # only above, and only beyond 3 of deviation
