@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
+from core import heap
 from core.band import Band
 from core.band_table import BandTable
 from core.calibration import CalibrationParams, SeriesCalibrator
@@ -96,6 +97,7 @@ class _Bands:
         self._table = BandTable(table, adopt=True)
         self._index = {id(b): i for i, b in enumerate(table)}
         self._versions = {}  # a new band means a new model: let the replaced models go
+        heap.trim()  # the adopted bands' old arrays are free now: give their pages back
 
 
 class Detector:
@@ -228,6 +230,7 @@ class Detector:
                 group, points = [], 0
         if group:
             self._prime_group(group)
+        heap.trim()  # the histories and their bands are free now
 
     def _prime_group(self, past: list[PointBatch]) -> None:
         col = self._columnar
