@@ -154,7 +154,7 @@ def test_each_series_is_decided_on_its_metrics_side_and_dead_zone():
         "errors": SeriesRef.from_labels({"metric": "errors", "instance": "a"}, "instance"),
     }
     models = {}
-    for name, ref in refs.items():
+    for ref in refs.values():
         band = Band(0.0, 60.0, np.full(100, 10.0), np.full(100, 9.0), np.full(100, 11.0), 6000.0)
         models[ref.id] = SeriesModel(id=ref.id, labels=dict(ref.labels), kind="profile", band=band)
     store = ModelStore(ModelArtifact(models=models, config_hash="x", model_settings={}))
