@@ -193,6 +193,7 @@ class RefitPolicy:
     interval: float  # seconds between refits of a series (0 = only series without a model)
     history: float  # seconds of history a refit uses
     min_rows: int  # fewest points a fit needs
+    fallback_rows: int = 0  # a series without a model gets a provisional profile model from this many points
     retry_after: float = 3600.0  # wait after a failed or impossible fit
     prophet_min_span: float = 2 * DAY  # shorter histories get the robust profile model
     max_points: int = 5000  # sources thin longer histories (Prophet's cost grows with the rows)
@@ -206,7 +207,12 @@ class RefitPolicy:
             interval=m.refit_interval_hours * 3600.0,
             history=m.refit_history_days * DAY,
             min_rows=settings.data.min_rows,
+            fallback_rows=m.fallback_min_rows,
         )
+
+    def provisional(self, model: SeriesModel) -> bool:
+        """Return whether a model was fitted on fewer than ``min_rows`` points (the robust stand-in)."""
+        return self.fallback_rows > 0 and model.train_rows < self.min_rows
 
 
 @dataclass
@@ -270,6 +276,10 @@ class Refitter:
         model = self.store.own(series.id)
         if model is None:
             return True
+        if self.policy.provisional(model):
+            # The stand-in is replaced as soon as the series can have min_rows points.
+            step = (model.train_end - model.train_start) / max(model.train_rows - 1, 1)
+            return now - model.train_start >= step * (self.policy.min_rows - 1)
         if self.policy.interval > 0 and now - model.train_end >= self.policy.interval:
             return True
         return now >= model.band.end - self.policy.horizon_margin
@@ -375,12 +385,17 @@ class Refitter:
         batch = self.source.history(series, now - self.policy.history, now, self.policy.max_points)
         mask = np.isfinite(batch.y) & (batch.t <= now)
         t, y = batch.t[mask], batch.y[mask]
-        if len(t) < self.policy.min_rows:
-            self.stats.skipped_short += 1
-            self._next_try[series.id] = now + min(self.policy.retry_after, max(self.policy.interval, 60.0))
-            logger.debug(f"refit of {series.id} postponed: {len(t)} points, {self.policy.min_rows} needed")
-            return None
         previous = self.store.own(series.id)
+        # A series with no model of its own (or only the stand-in) may get the robust profile model
+        # from fallback_rows points, so it is scored on its own values from its first minutes.
+        stand_in = self.policy.fallback_rows > 0 and (previous is None or self.policy.provisional(previous))
+        needed = self.policy.fallback_rows if stand_in else self.policy.min_rows
+        if len(t) < needed:
+            self.stats.skipped_short += 1
+            wait = 60.0 if stand_in else min(self.policy.retry_after, max(self.policy.interval, 60.0))
+            self._next_try[series.id] = now + wait
+            logger.debug(f"refit of {series.id} postponed: {len(t)} points, {needed} needed")
+            return None
         if previous is not None and t[-1] <= previous.train_end:
             # Nothing new since the last fit (the series is silent): the same data would give the same
             # model. Look again after an interval instead of refitting on every tick of the gap.
@@ -392,12 +407,19 @@ class Refitter:
             plan = self.plans.of(series.id, series.labels)
             settings, clip = plan.model, plan.clip
             unit = plan.unit if previous is None or self.plans.declared else unit
+        if len(t) < self.policy.min_rows:
+            # The stand-in is replaced after min_rows steps: a band of twice that (at least an hour),
+            # not the model's days of horizon on a grid of seconds.
+            step = float(np.median(np.diff(t))) if len(t) > 1 else 60.0
+            horizon = max(2 * self.policy.min_rows * step, 3600.0) / DAY
+            settings = settings.model_copy(update={"horizon_days": min(horizon, settings.horizon_days)})
         fitted = choose_and_fit(
             settings,
             frame,
             clip=clip,
             span=float(t[-1] - t[0]),
-            prophet_min_span=self.policy.prophet_min_span,
+            # Fewer than min_rows points: the stand-in is always the robust profile model.
+            prophet_min_span=self.policy.prophet_min_span if len(t) >= self.policy.min_rows else np.inf,
             fitter=self.fitter,  # a short history's profile model is fitted here: milliseconds, no process
             warm=previous.prophet if previous is not None else None,
         )

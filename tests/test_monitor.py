@@ -272,3 +272,35 @@ def test_a_series_borrows_only_a_model_of_its_own_metric():
     assert store.get("metric=memory_used,instance=b") == (memory, True)
     store.drop(memory.id)
     assert store.own(memory.id) is None and set(store.models()) == {cpu.id}
+
+
+def test_a_new_series_gets_the_robust_stand_in_from_its_first_points_then_its_own_fit():
+    clock = SimClock(T0)
+
+    class Born(FlakySource):
+        """A series that first reports at T0: its history starts there."""
+
+        def history(self, series, start, end, max_points=None):
+            return self.inner.history(series, max(start, T0 - 1.0), end, max_points)
+
+    source = Born({})
+    source.inner = SimulatorSource(1, interval=60.0)
+    store = ModelStore()
+    refitter = Refitter(
+        store,
+        source,
+        ModelSettings(kind="profile"),
+        RefitPolicy(DAY, DAY, min_rows=50, fallback_rows=12),
+        executor=InlineExecutor(),
+        clock=clock,
+    )
+    monitor, out = make_monitor(source, clock, store, interval=60.0, refitter=refitter)
+    monitor.run(duration=70 * 60.0)
+    models = [r.model for r in out.records]
+    assert models[:11] == ["none"] * 11  # nothing of its own, nothing to borrow: kept unscored
+    assert all(m.startswith("host=web-01@") for m in models[13:])  # its own from about the 12th point
+    assert len({m for m in models[13:49]}) == 1  # the stand-in, until 50 points can exist
+    model = store.own("host=web-01")
+    assert model is not None and model.train_rows >= 50 and model.kind == "profile"
+    assert model.band.end - model.train_end >= DAY - 60  # the real fit has the model's horizon again
+    assert refitter.stats.fits >= 2

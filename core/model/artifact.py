@@ -30,7 +30,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from core import __version__
+from core import __version__, heap
 from core.band import Band
 from core.errors import ModelError
 from core.fsutil import atomic_open
@@ -225,6 +225,7 @@ def load_artifact(path: str | Path) -> ModelArtifact:
                         f"{file}: holds {len(models)} series, its envelope names {data.get('series_count')} "
                         f"(a truncated copy?); copy it again or retrain with --mode train"
                     )
+            heap.trim()  # the lines' text is gone: give its pages back
             return _artifact(data, models)
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelError(f"{file}: cannot read model file ({exc})") from exc
