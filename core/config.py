@@ -203,7 +203,7 @@ class MonitoringSettings(_Section):
     fallback_to_simulator: bool = False
     refit_interval_hours: float = Field(24.0, ge=0)
     refit_history_days: float = Field(14.0, gt=0)
-    fallback_min_rows: int = Field(12, ge=0)
+    fallback_min_rows: int = Field(0, ge=0)
     max_catchup_hours: float = Field(24.0, ge=0)
     logs_dir: str = "logs"
     shard: str | None = None
