@@ -424,6 +424,8 @@ class Refitter:
             warm=previous.prophet if previous is not None else None,
         )
         self.stats.fits += 1
+        if len(t) < self.policy.min_rows:  # a stand-in: look again in a minute, not on every tick
+            self._next_try[series.id] = now + 60.0
         self.stats.by_kind[fitted.kind] = self.stats.by_kind.get(fitted.kind, 0) + 1
         self.stats.last_seconds = time.perf_counter() - started
         logger.info(
