@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,6 +53,7 @@ __all__ = [
     "SpoolSettings",
     "TelemetrySettings",
     "load_settings",
+    "metric_of_labels",
     "redact_url",
 ]
 
@@ -254,6 +255,12 @@ UNIT_RANGES: dict[str, tuple[float | None, float | None]] = {
 CPU_METRIC = "cpu"
 # The label (and InfluxDB tag) that names the metric of every other series.
 METRIC_LABEL = "metric"
+
+
+def metric_of_labels(labels: Mapping[str, str] | Iterable[tuple[str, str]]) -> str:
+    """Return the metric a series belongs to: its ``metric`` label, else ``cpu`` (the seed schema)."""
+    pairs = labels if isinstance(labels, Mapping) else dict(labels)
+    return pairs.get(METRIC_LABEL) or CPU_METRIC
 
 
 class MetricModelSettings(_Section):

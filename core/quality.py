@@ -31,7 +31,7 @@ from typing import Protocol
 
 import numpy as np
 
-from core.config import CPU_METRIC, METRIC_LABEL
+from core.config import metric_of_labels
 from core.records import PointBatch, SeriesRef
 
 __all__ = [
@@ -50,10 +50,7 @@ _INVALID_KINDS = ("nan", "inf", "range")
 
 def metric_name(series: SeriesRef) -> str:
     """Return the metric a series belongs to: its ``metric`` label, else ``cpu`` (the seed schema)."""
-    for key, value in series.labels:
-        if key == METRIC_LABEL:
-            return value
-    return CPU_METRIC
+    return metric_of_labels(series.labels)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from core.config import CPU_METRIC, METRIC_LABEL, UNIT_RANGES
+from core.config import CPU_METRIC, UNIT_RANGES, metric_of_labels
 
 if TYPE_CHECKING:
     from core.config import MetricSettings, ModelSettings, Settings
@@ -77,8 +77,7 @@ class SeriesPlans:
         """Return the plan of the series ``series_id`` with ``labels``."""
         plan = self._cache.get(series_id)
         if plan is None:
-            pairs = labels if isinstance(labels, Mapping) else dict(labels)
-            plan = self.for_metric(pairs.get(METRIC_LABEL) or CPU_METRIC)
+            plan = self.for_metric(metric_of_labels(labels))
             self._cache[series_id] = plan
         return plan
 

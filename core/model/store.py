@@ -6,7 +6,7 @@ import threading
 
 from loguru import logger
 
-from core.config import CPU_METRIC, METRIC_LABEL
+from core.config import CPU_METRIC, METRIC_LABEL, metric_of_labels
 from core.model.artifact import ModelArtifact, SeriesModel
 
 __all__ = ["ModelStore"]
@@ -23,7 +23,7 @@ class ModelStore:
         self._models: dict[str, SeriesModel] = dict(artifact.models) if artifact else {}
         self._defaults: dict[str, SeriesModel] = {}
         for model in self._models.values():
-            self._defaults.setdefault(model.labels.get(METRIC_LABEL, CPU_METRIC), model)
+            self._defaults.setdefault(metric_of_labels(model.labels), model)
         self.artifact = artifact
         self._lock = threading.Lock()
         self._warned: set[str] = set()
@@ -56,7 +56,7 @@ class ModelStore:
             models = dict(self._models)
             models[model.id] = model
             self._models = models
-            self._defaults.setdefault(model.labels.get(METRIC_LABEL, CPU_METRIC), model)
+            self._defaults.setdefault(metric_of_labels(model.labels), model)
 
     def drop(self, series_id: str) -> None:
         """Forget a series' own model (the series is gone); the next artifact write leaves it out."""
@@ -65,9 +65,9 @@ class ModelStore:
                 models = dict(self._models)
                 gone = models.pop(series_id)
                 self._models = models
-                metric = gone.labels.get(METRIC_LABEL, CPU_METRIC)
+                metric = metric_of_labels(gone.labels)
                 if self._defaults.get(metric) is gone:
-                    same = (m for m in models.values() if m.labels.get(METRIC_LABEL, CPU_METRIC) == metric)
+                    same = (m for m in models.values() if metric_of_labels(m.labels) == metric)
                     successor = next(same, None)
                     if successor is None:
                         del self._defaults[metric]

@@ -40,7 +40,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from core.config import CPU_METRIC, METRIC_LABEL
+from core.config import CPU_METRIC, METRIC_LABEL, metric_of_labels
 from core.records import ScoredRecord
 
 if TYPE_CHECKING:
@@ -182,7 +182,7 @@ def _layout(record: ScoredRecord) -> tuple[str, str, str]:
     """Return the record's measurement, value field and escaped ``,metric=M`` tag (cached per series)."""
     layout = _SERIES_CACHE.get(record.series)
     if layout is None:
-        metric = record.labels.get(METRIC_LABEL) or CPU_METRIC
+        metric = metric_of_labels(record.labels)
         measurement, field = measurement_of(metric)
         layout = (measurement, field, f",{TAG_METRIC}={escape_tag(metric)}")
         if len(_SERIES_CACHE) >= _TAG_CACHE_MAX:

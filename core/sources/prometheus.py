@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import requests
 
-from core.config import CPU_METRIC, METRIC_LABEL
+from core.config import CPU_METRIC, METRIC_LABEL, metric_of_labels
 from core.errors import ConfigError, SourceError
 from core.records import PointBatch, SeriesRef
 from core.sources.prometheus_http import PrometheusHTTP, read_token, redact, snippet
@@ -72,7 +72,7 @@ class MetricQuery:
 
 def metric_of(series: SeriesRef) -> str:
     """Return the metric a series belongs to (its ``metric`` label, else ``cpu``)."""
-    return dict(series.labels).get(METRIC_LABEL, CPU_METRIC)
+    return metric_of_labels(series.labels)
 
 
 @dataclass
