@@ -123,7 +123,6 @@ class Detector:
     ) -> None:
         self.store = store
         self.plans = plans  # each series' metric: its side and dead zone in the decision
-        self._decision: dict[str, tuple[int, float]] = {}
         self.params = params
         self.calibration = calibration or CalibrationParams()
         self.history = history
@@ -136,8 +135,6 @@ class Detector:
     def drop(self, series_ids: Iterable[str]) -> int:
         """Forget the calibration of these series (a series seen again starts afresh); return how many."""
         ids = list(series_ids)
-        for sid in ids:
-            self._decision.pop(sid, None)
         if self._columnar is not None:
             return self._columnar.drop(ids)
         return sum(self._calibrators.pop(sid, None) is not None for sid in ids)
@@ -285,15 +282,8 @@ class Detector:
         """Return each point's metric's side and dead zone, or (None, None) when no metric declares one."""
         if self.plans is None or not self.plans.declared:
             return None, None
-        known, plans = self._decision, self.plans
-        pairs = []
-        for b in batches:
-            sid = b.series.id
-            pair = known.get(sid)
-            if pair is None:
-                plan = plans.of(sid, b.series.labels)
-                pair = known[sid] = (plan.side, plan.dead_zone)
-            pairs.append(pair)
+        plans = [self.plans.of(b.series.id, b.series.labels) for b in batches]  # cached per series id
+        pairs = [(plan.side, plan.dead_zone) for plan in plans]
         if not any(side or zone for side, zone in pairs):
             return None, None
         side = np.repeat(np.array([p[0] for p in pairs], dtype=np.int8), sizes)
