@@ -401,15 +401,16 @@ class Refitter:
             # model. Look again after an interval instead of refitting on every tick of the gap.
             self._next_try[series.id] = now + max(self.policy.interval, 60.0)
             return None
+        short = len(t) < self.policy.min_rows  # only a stand-in can be fitted on these
         frame = pd.DataFrame({"ds": from_epoch(t), "y": y})
         settings, clip, unit = self.settings, self.clip, previous.unit if previous else "raw"
         if self.plans is not None:
             plan = self.plans.of(series.id, series.labels)
             settings, clip = plan.model, plan.clip
             unit = plan.unit if previous is None or self.plans.declared else unit
-        if len(t) < self.policy.min_rows:
+        if short:
             # The stand-in is replaced after min_rows steps: a band of twice that (at least an hour),
-            # not the model's days of horizon on a grid of seconds.
+            # not the model's days of horizon on a grid of seconds; always the robust profile model.
             step = float(np.median(np.diff(t))) if len(t) > 1 else 60.0
             horizon = max(2 * self.policy.min_rows * step, 3600.0) / DAY
             settings = settings.model_copy(update={"horizon_days": min(horizon, settings.horizon_days)})
@@ -418,13 +419,12 @@ class Refitter:
             frame,
             clip=clip,
             span=float(t[-1] - t[0]),
-            # Fewer than min_rows points: the stand-in is always the robust profile model.
-            prophet_min_span=self.policy.prophet_min_span if len(t) >= self.policy.min_rows else np.inf,
+            prophet_min_span=np.inf if short else self.policy.prophet_min_span,
             fitter=self.fitter,  # a short history's profile model is fitted here: milliseconds, no process
             warm=previous.prophet if previous is not None else None,
         )
         self.stats.fits += 1
-        if len(t) < self.policy.min_rows:  # a stand-in: look again in a minute, not on every tick
+        if short:  # a stand-in: look again in a minute, not on every tick
             self._next_try[series.id] = now + 60.0
         self.stats.by_kind[fitted.kind] = self.stats.by_kind.get(fitted.kind, 0) + 1
         self.stats.last_seconds = time.perf_counter() - started
