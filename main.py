@@ -12,6 +12,7 @@ import argparse
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -29,26 +30,25 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (see python main.py --help)\n")
 
 
-def _seconds(text: str) -> float:
-    """Parse a positive, finite number of seconds (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (0 < value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds; give e.g. 30")
-    return value
+def _positive(unit: str, example: str) -> Callable[[str], float]:
+    """Return an argparse type that parses a positive, finite number of ``unit``."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
+        if not (0 < value < float("inf")):
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a positive number of {unit}; give e.g. {example}"
+            )
+        return value
+
+    return parse
 
 
-def _days(text: str) -> float:
-    """Parse a positive, finite number of days (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid float value: {text!r}") from None
-    if not (0 < value < float("inf")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of days; give e.g. 14")
-    return value
+_seconds = _positive("seconds", "30")
+_days = _positive("days", "14")
 
 
 def build_parser() -> argparse.ArgumentParser:
