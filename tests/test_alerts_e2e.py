@@ -130,6 +130,18 @@ def test_webhook_down_at_first_gets_each_notification_once(
     assert len({g["id"] for g in got}) == 2
 
 
+def _webhook_attempted(logs: Path) -> bool:
+    """Return whether an outbox entry records at least one webhook attempt."""
+    for entry in (logs / "alerts" / "outbox").glob("*.json"):
+        try:
+            state = json.loads(entry.read_text())["channels"]["webhook"]
+        except (OSError, ValueError, KeyError):
+            continue  # being replaced right now
+        if state.get("attempts", 0) >= 1:
+            return True
+    return False
+
+
 def test_kill_9_while_pending_then_restart_delivers_once(
     tmp_path: Path, alertmanager: AlertmanagerServer, smtp_receiver: SmtpReceiver
 ) -> None:
@@ -142,6 +154,9 @@ def test_kill_9_while_pending_then_restart_delivers_once(
     while time.monotonic() < deadline and not _jsonl(logs / "alerts.jsonl"):
         time.sleep(0.2)
     (decided,) = _jsonl(logs / "alerts.jsonl")
+    # Kill once the webhook's first (failed) attempt is on disk: the log channel is written before it.
+    while time.monotonic() < deadline and not _webhook_attempted(logs):
+        time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.communicate(timeout=10)
     pending = list((logs / "alerts" / "outbox").glob("*.json"))
